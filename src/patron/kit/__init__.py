@@ -1,0 +1,1 @@
+"""Small shared pieces: clock, ids, money, pagination, parsers."""
