@@ -120,7 +120,9 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         except Exception:
-            log.exception("unexpected error while serving %s %s", scope.get("method"), logs.scrub(scope.get("path", "")))
+            log.exception(
+                "unexpected error while serving %s %s", scope.get("method"), logs.scrub(scope.get("path", ""))
+            )
             if not response_started:
                 body = json.dumps(
                     {
@@ -136,7 +138,10 @@ class RequestContextMiddleware:
                     {
                         "type": "http.response.start",
                         "status": 500,
-                        "headers": [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode())],
+                        "headers": [
+                            (b"content-type", PROBLEM_JSON.encode()),
+                            (b"content-length", str(len(body)).encode()),
+                        ],
                     }
                 )
                 await send({"type": "http.response.body", "body": body})
@@ -146,7 +151,11 @@ class RequestContextMiddleware:
                 query = scope.get("query_string", b"").decode("latin-1")
                 access_log.info(
                     "%s %s%s %s %.1fms",
-                    scope.get("method"), logs.scrub(scope.get("path", "")), logs.redact_query(query), status, elapsed,
+                    scope.get("method"),
+                    logs.scrub(scope.get("path", "")),
+                    logs.redact_query(query),
+                    status,
+                    elapsed,
                 )
             context.request_id.reset(token)
 

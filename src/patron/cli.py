@@ -93,7 +93,9 @@ def users_create(
     """Create a staff account for the web back office."""
     db = database()
     user = db.write(
-        lambda s: access.create_user(s, CLI_ACTOR, email=email, password=password, role=role, name=name, location=location)
+        lambda s: access.create_user(
+            s, CLI_ACTOR, email=email, password=password, role=role, name=name, location=location
+        )
     )
     console.print(f"Created {user.role} user {user.email}.")
 

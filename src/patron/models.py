@@ -9,4 +9,15 @@ from patron.members.models import ConsentEvent, Member
 from patron.program.models import Program
 from patron.tiers.models import Tier
 
-__all__ = ["ApiKey", "AuditEntry", "Base", "Card", "ConsentEvent", "Member", "PointAccount", "Program", "StaffUser", "Tier"]
+__all__ = [
+    "ApiKey",
+    "AuditEntry",
+    "Base",
+    "Card",
+    "ConsentEvent",
+    "Member",
+    "PointAccount",
+    "Program",
+    "StaffUser",
+    "Tier",
+]

@@ -44,13 +44,20 @@ class NewKeyOut(KeyOut):
 
 def key_out(key: ApiKey) -> KeyOut:
     return KeyOut(
-        id=key.id, name=key.name, role=Role(key.role), location=key.location, prefix=key.prefix,
-        created_at=key.created_at, revoked_at=key.revoked_at,
+        id=key.id,
+        name=key.name,
+        role=Role(key.role),
+        location=key.location,
+        prefix=key.prefix,
+        created_at=key.created_at,
+        revoked_at=key.revoked_at,
     )
 
 
 @router.post("/api-keys", status_code=201, response_model=NewKeyOut, responses=problems(422))
-def create_key(body: KeyCreate, db: Database = Depends(get_db), actor: Actor = Depends(require(Perm.ADMINISTER))) -> NewKeyOut:
+def create_key(
+    body: KeyCreate, db: Database = Depends(get_db), actor: Actor = Depends(require(Perm.ADMINISTER))
+) -> NewKeyOut:
     def run(s: Session) -> NewKeyOut:
         key, token = service.create_key(s, actor, role=body.role, name=body.name, location=body.location)
         return NewKeyOut(**key_out(key).model_dump(), key=token)

@@ -49,14 +49,26 @@ def list_audit(
 ) -> AuditList:
     def run(s: Session) -> AuditList:
         rows, next_cursor = service.search(
-            s, entity_type=entity_type, entity_id=entity_id, actor_id=actor_id, action=action,
-            since=since, until=until, limit=limit, cursor=cursor,
+            s,
+            entity_type=entity_type,
+            entity_id=entity_id,
+            actor_id=actor_id,
+            action=action,
+            since=since,
+            until=until,
+            limit=limit,
+            cursor=cursor,
         )
         return AuditList(
             items=[
                 AuditOut(
-                    id=r.id, at=r.at, actor={"kind": r.actor_kind, "id": r.actor_id, "name": r.actor_name},
-                    action=r.action, entity_type=r.entity_type, entity_id=r.entity_id, details=r.details,
+                    id=r.id,
+                    at=r.at,
+                    actor={"kind": r.actor_kind, "id": r.actor_id, "name": r.actor_name},
+                    action=r.action,
+                    entity_type=r.entity_type,
+                    entity_id=r.entity_id,
+                    details=r.details,
                     request_id=r.request_id,
                 )
                 for r in rows

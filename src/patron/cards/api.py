@@ -36,7 +36,10 @@ def card_out(card: Card) -> CardOut | BankCardOut:
 
 
 @router.post(
-    "/members/{member_id}/cards", status_code=201, response_model=CardOut | BankCardOut, responses=problems(404, 409, 422)
+    "/members/{member_id}/cards",
+    status_code=201,
+    response_model=CardOut | BankCardOut,
+    responses=problems(404, 409, 422),
 )
 def add_card(
     member_id: uuid.UUID,
@@ -52,7 +55,9 @@ def add_card(
     return db.write(lambda s: card_out(service.add_loyalty_card(s, actor, member_id, body.number)))
 
 
-@router.get("/members/{member_id}/cards", response_model=dict[str, list[CardOut | BankCardOut]], responses=problems(404))
+@router.get(
+    "/members/{member_id}/cards", response_model=dict[str, list[CardOut | BankCardOut]], responses=problems(404)
+)
 def list_member_cards(
     member_id: uuid.UUID, db: Database = Depends(get_db), _: Actor = Depends(require(Perm.MEMBERS_READ))
 ) -> dict[str, list[CardOut | BankCardOut]]:
@@ -64,7 +69,9 @@ def list_member_cards(
 
 
 @router.post("/cards/batch", status_code=201, response_model=CardList, responses=problems(422))
-def issue_batch(body: CardBatchIn, db: Database = Depends(get_db), actor: Actor = Depends(require(Perm.CARDS))) -> CardList:
+def issue_batch(
+    body: CardBatchIn, db: Database = Depends(get_db), actor: Actor = Depends(require(Perm.CARDS))
+) -> CardList:
     return db.write(
         lambda s: CardList(items=[card_out(c) for c in service.issue_batch(s, actor, body.count, body.prefix)])  # type: ignore[misc]
     )
@@ -111,8 +118,12 @@ def identify(
     secret: bytes = Depends(get_secret),
     _: Actor = Depends(require(Perm.IDENTIFY)),
 ) -> MemberOut:
-    given = {k: v for k, v in {"card": card, "track": track, "bank_pan": bank_pan, "phone": phone, "email": email}.items() if v}
+    given = {
+        k: v
+        for k, v in {"card": card, "track": track, "bank_pan": bank_pan, "phone": phone, "email": email}.items()
+        if v
+    }
     if len(given) != 1:
         raise ValidationFailed("give exactly one of card, phone, email, track, bank_pan", field="card")
-    (by, value), = given.items()
+    ((by, value),) = given.items()
     return db.read(lambda s: members.present(s, service.identify(s, by, value, secret)))  # type: ignore[arg-type]

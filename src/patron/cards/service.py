@@ -128,7 +128,9 @@ def add_bank_card(session: Session, actor: Actor, member_id: uuid.UUID, pan_text
             raise CardInUse("This bank card is linked to another member")
         return existing
     now = clock.now()
-    card = Card(kind="bank", pan_hash=digest, last4=last4, status="active", member_id=member.id, created_at=now, updated_at=now)
+    card = Card(
+        kind="bank", pan_hash=digest, last4=last4, status="active", member_id=member.id, created_at=now, updated_at=now
+    )
     session.add(card)
     _flush_unique(session)
     audit.record(session, actor, "card.link_bank", "card", card.id, {"member_id": str(member.id), "last4": last4})
@@ -199,7 +201,9 @@ def replace(session: Session, actor: Actor, number: str, new_number: str | None)
         raise ValidationFailed("the new card needs a different number", field="number")
     new = _attach(session, member, clean)
     old.status, old.replaced_by_id, old.updated_at = "replaced", new.id, clock.now()
-    audit.record(session, actor, "card.replace", "card", old.id, {"new_card_id": str(new.id), "member_id": str(member.id)})
+    audit.record(
+        session, actor, "card.replace", "card", old.id, {"new_card_id": str(new.id), "member_id": str(member.id)}
+    )
     return new
 
 

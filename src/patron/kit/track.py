@@ -17,7 +17,7 @@ import unicodedata
 from dataclasses import dataclass
 
 # Same physical key on a Russian (ЙЦУКЕН) and a US (QWERTY) layout.
-_RU = "ёйцукенгшщзхъфывапролджэячсмитьбю.ЁЙЦУКЕНГШЩЗХЪФЫВАПРОЛДЖЭЯЧСМИТЬБЮ,\"№;:?"
+_RU = 'ёйцукенгшщзхъфывапролджэячсмитьбю.ЁЙЦУКЕНГШЩЗХЪФЫВАПРОЛДЖЭЯЧСМИТЬБЮ,"№;:?'
 _EN = "`qwertyuiop[]asdfghjkl;'zxcvbnm,./~QWERTYUIOP{}ASDFGHJKL:\"ZXCVBNM<>?@#$^&"
 _RU_TO_EN = str.maketrans(_RU, _EN)
 _CYRILLIC = re.compile("[\u0400-\u04ff]")

@@ -13,7 +13,7 @@ from patron.kit.money import parse_decimal
 
 def _to_decimal(value: Any) -> Decimal:
     if isinstance(value, bool):
-        raise ValueError("expected a decimal string such as \"1250.00\"")
+        raise ValueError('expected a decimal string such as "1250.00"')
     if isinstance(value, Decimal):
         return value
     if isinstance(value, int | float):
@@ -21,7 +21,7 @@ def _to_decimal(value: Any) -> Decimal:
         return parse_decimal(repr(value) if isinstance(value, float) else str(value))
     if isinstance(value, str):
         return parse_decimal(value.strip())
-    raise ValueError("expected a decimal string such as \"1250.00\"")
+    raise ValueError('expected a decimal string such as "1250.00"')
 
 
 DecimalText = Annotated[

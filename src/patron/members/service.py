@@ -87,9 +87,7 @@ def _refuse_duplicates(session: Session, email: str | None, phone: str | None, e
 
 def enrol(session: Session, actor: Actor, data: MemberCreate, *, welcome: bool = True) -> Member:
     if not data.consents.program_rules:
-        raise ValidationFailed(
-            "the member has to accept the programme rules", field="consents.program_rules"
-        )
+        raise ValidationFailed("the member has to accept the programme rules", field="consents.program_rules")
     if not data.email and not data.phone:
         raise ValidationFailed("give an email or a phone (or both)", field="email")
     email = normalize_email(data.email) if data.email else None
@@ -98,9 +96,7 @@ def enrol(session: Session, actor: Actor, data: MemberCreate, *, welcome: bool =
         _check_birth_date(data.birth_date)
     referrer_id = None
     if data.referral_code:
-        referrer = session.scalars(
-            select(Member).where(Member.referral_code == data.referral_code.upper())
-        ).first()
+        referrer = session.scalars(select(Member).where(Member.referral_code == data.referral_code.upper())).first()
         if referrer is None or referrer.status == "erased":
             raise ValidationFailed("no member has this referral code", field="referral_code")
         referrer_id = referrer.id
@@ -139,13 +135,19 @@ def enrol(session: Session, actor: Actor, data: MemberCreate, *, welcome: bool =
     session.add(PointAccount(member_id=member.id, updated_at=now))
     session.add(
         ConsentEvent(
-            member_id=member.id, kind="program_rules", granted=True,
-            rules_version=program.rules_version, channel=data.channel, recorded_at=now,
+            member_id=member.id,
+            kind="program_rules",
+            granted=True,
+            rules_version=program.rules_version,
+            channel=data.channel,
+            recorded_at=now,
         )
     )
     for kind in MARKETING:
         if getattr(data.consents, kind):
-            session.add(ConsentEvent(member_id=member.id, kind=kind, granted=True, channel=data.channel, recorded_at=now))
+            session.add(
+                ConsentEvent(member_id=member.id, kind=kind, granted=True, channel=data.channel, recorded_at=now)
+            )
     audit.record(session, actor, "member.enrol", "member", member.id, {"channel": data.channel})
     return member
 

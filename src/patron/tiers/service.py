@@ -34,7 +34,9 @@ def metric_values(session: Session, member_ids: list[uuid.UUID]) -> dict[uuid.UU
     return dict.fromkeys(member_ids, 0)
 
 
-def progress(session: Session, member_ids: list[uuid.UUID], current: dict[uuid.UUID, str]) -> dict[uuid.UUID, TierProgress]:
+def progress(
+    session: Session, member_ids: list[uuid.UUID], current: dict[uuid.UUID, str]
+) -> dict[uuid.UUID, TierProgress]:
     program = program_service.get(session)
     steps = ladder(session)
     values = metric_values(session, member_ids)
