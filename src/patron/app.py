@@ -19,12 +19,17 @@ from patron import __version__, logs
 from patron.access.api import router as access_router
 from patron.audit.api import router as audit_router
 from patron.cards.api import router as cards_router
+from patron.events.api import router as events_router
+from patron.jobs.api import router as jobs_router
+from patron.ledger.api import router as ledger_router
 from patron.config import Settings, get_settings
 from patron.db import Database
 from patron.errors import PROBLEM_JSON, PatronError
 from patron.kit import context
 from patron.members.api import router as members_router
 from patron.program.api import router as program_router
+from patron.rules.api import router as rules_router
+from patron.transactions.api import router as transactions_router
 
 log = logging.getLogger("patron")
 access_log = logging.getLogger("patron.access")
@@ -180,7 +185,18 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_middleware(RequestContextMiddleware)
 
-    for router in (program_router, members_router, cards_router, audit_router, access_router):
+    for router in (
+        program_router,
+        members_router,
+        cards_router,
+        transactions_router,
+        ledger_router,
+        rules_router,
+        events_router,
+        jobs_router,
+        audit_router,
+        access_router,
+    ):
         app.include_router(router, prefix="/v1")
 
     @app.get("/health", tags=["operations"])

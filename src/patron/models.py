@@ -4,10 +4,13 @@ from patron.access.models import ApiKey, StaffUser
 from patron.audit.models import AuditEntry
 from patron.cards.models import Card
 from patron.db import Base
-from patron.ledger.models import PointAccount
+from patron.idempotency.models import IdempotencyRecord
+from patron.ledger.models import LedgerEntry, LotAllocation, PointAccount, PointLot
 from patron.members.models import ConsentEvent, Member
 from patron.program.models import Program
+from patron.rules.models import EarningRule
 from patron.tiers.models import Tier
+from patron.transactions.models import Transaction, TransactionLine, TransactionReturn
 
 __all__ = [
     "ApiKey",
@@ -15,9 +18,17 @@ __all__ = [
     "Base",
     "Card",
     "ConsentEvent",
+    "EarningRule",
+    "IdempotencyRecord",
+    "LedgerEntry",
+    "LotAllocation",
     "Member",
     "PointAccount",
+    "PointLot",
     "Program",
     "StaffUser",
     "Tier",
+    "Transaction",
+    "TransactionLine",
+    "TransactionReturn",
 ]

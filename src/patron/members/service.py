@@ -32,6 +32,7 @@ from patron.members.schemas import (
     TierRef,
 )
 from patron.program import service as program_service
+from patron.rules import bonuses, engine
 from patron.tiers import service as tiers
 
 MARKETING = ("marketing_email", "marketing_sms", "marketing_push")
@@ -132,7 +133,10 @@ def enrol(session: Session, actor: Actor, data: MemberCreate, *, welcome: bool =
             session.flush()
     except IntegrityError as exc:  # a concurrent enrolment took the email or phone first
         raise MemberExists("A member with this email or phone already exists") from exc
-    session.add(PointAccount(member_id=member.id, updated_at=now))
+    account = PointAccount(
+        member_id=member.id, available=0, pending=0, lifetime_earned=0, redeemed=0, expired=0, updated_at=now
+    )
+    session.add(account)
     session.add(
         ConsentEvent(
             member_id=member.id,
@@ -149,6 +153,12 @@ def enrol(session: Session, actor: Actor, data: MemberCreate, *, welcome: bool =
                 ConsentEvent(member_id=member.id, kind=kind, granted=True, channel=data.channel, recorded_at=now)
             )
     audit.record(session, actor, "member.enrol", "member", member.id, {"channel": data.channel})
+    if welcome:
+        session.flush()
+        bonuses.award(
+            session, member, account, "welcome",
+            engine.Occasion(at=now, channel=data.channel, location=member.location), actor,
+        )
     return member
 
 

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from patron.members.models import Member
 from patron.members.schemas import TierProgress
 from patron.program import service as program_service
+from patron.rules import engine
 from patron.tiers.models import Tier
 
 
@@ -52,3 +55,14 @@ def progress(
             needed=max(nxt.threshold - value, 0) if nxt else None,
         )
     return out
+
+
+def member_context(session: Session, member: Member) -> engine.MemberContext:
+    """What the rules engine needs to know about a member: tier, its multiplier, segments."""
+    tier = session.get(Tier, member.tier_code)
+    return engine.MemberContext(
+        tier_code=member.tier_code,
+        tier_name=tier.name if tier else member.tier_code,
+        tier_multiplier=Decimal(tier.multiplier) if tier else Decimal(1),
+        segments=frozenset(),
+    )

@@ -1,0 +1,752 @@
+"""CSV import of members, in batches, for files of a million rows.
+
+One row is one enrolment through the "import" channel: the same normalisation and checks as
+`members.service.enrol` (email, phone in the programme's region, birth date, attributes), the
+consent to the programme rules recorded with its version and time, a point account, the base
+tier. What differs is the shape of the work, because a per-row `enrol` costs several queries and
+a flush per member:
+
+* rows are parsed and normalised in Python, outside any transaction;
+* each batch then checks its emails, phones, member numbers and card numbers against the
+  database with one `IN` query per kind, generates member numbers and referral codes in bulk
+  (random, then one query to find the few that are taken), and inserts every table with one bulk
+  statement (`COPY` on PostgreSQL, `executemany` elsewhere);
+* each batch is its own transaction, so a good row is kept even when a later one is refused, the
+  SQLite write lock is held for one batch at a time, and a crash loses at most the batch in
+  flight. A batch that loses a race with a concurrent enrolment (unique violation) is rolled
+  back and checked again from the database;
+* one audit entry is written per import, with the counts, not one per row.
+
+A duplicate inside the file is found through the database as well: the earlier row is already
+committed, and it is recognised as this run's by its consent time and its id (UUIDv7, later than
+the start of the run). That keeps memory flat however large the file is.
+
+`insert_members` is the bulk path alone (no checks), for callers that generate valid data
+themselves, such as `patron demo`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import itertools
+import json
+import random
+import re
+import secrets
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from typing import Any, get_args
+
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy import JSON, Table, bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from patron.access.principal import Actor
+from patron.audit import service as audit
+from patron.cards import service as cards_service
+from patron.cards.models import Card
+from patron.db import Database
+from patron.errors import ValidationFailed
+from patron.kit import clock
+from patron.kit.ids import DICTATION_ALPHABET, new_id
+from patron.kit.luhn import with_check_digit
+from patron.kit.phones import InvalidPhone, normalize_phone
+from patron.ledger.models import PointAccount
+from patron.members import service as members_service
+from patron.members.models import ConsentEvent, Member
+from patron.members.schemas import AttrKey, Language
+from patron.program import service as program_service
+from patron.tiers.models import Tier
+
+BATCH_SIZE = 2000
+CHANNEL = "import"
+MARKETING = members_service.MARKETING
+ATTRIBUTE_PREFIX = "attribute."
+# The columns a person writes by hand; the export adds the rest of COLUMNS.
+MEMBER_COLUMNS = ("first_name", "last_name", "email", "phone", "birth_date", "language", "card", *MARKETING)
+COLUMNS = ("number", *MEMBER_COLUMNS, "status", "tier", "enrolled_at", "points_available")
+# Read but not imported: balances come with the points engine; line/reason are what --errors adds.
+IGNORED_COLUMNS = ("points_available", "line", "reason")
+LANGUAGES = frozenset(get_args(Language))
+STATUSES = ("active", "blocked")
+IMPORTED_BLOCK_REASON = "blocked in the imported file"
+MAX_ATTRIBUTES = 50
+MAX_ATTRIBUTE_LENGTH = 500
+NAME_LENGTH = 100
+KEPT_REFUSALS = 1000
+
+_TRUE = frozenset({"true", "1", "yes", "y", "t"})
+_FALSE = frozenset({"false", "0", "no", "n", "f", ""})
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_attr_key = TypeAdapter(AttrKey)
+_system_random = secrets.SystemRandom()
+
+
+@dataclass(slots=True)
+class NewMember:
+    """One member ready to insert: every value already normalised and checked."""
+
+    first_name: str
+    last_name: str
+    email: str | None
+    phone: str | None
+    birth_date: date | None = None
+    language: str = "en"
+    attributes: dict[str, str] = field(default_factory=dict)
+    marketing_email: bool = False
+    marketing_sms: bool = False
+    marketing_push: bool = False
+    card: str | None = None
+    number: str | None = None
+    referral_code: str | None = None
+    status: str = "active"
+    block_reason: str | None = None
+    tier_code: str | None = None
+    enrolled_at: datetime | None = None
+    channel: str = CHANNEL
+    location: str | None = None
+    id: uuid.UUID = field(default_factory=new_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    line: int
+    reason: str
+    values: list[str]
+
+
+@dataclass
+class ImportReport:
+    imported: int = 0
+    refused: int = 0
+    # The first KEPT_REFUSALS only; `on_refused` sees every one.
+    refusals: list[Refusal] = field(default_factory=list)
+    ignored_columns: list[str] = field(default_factory=list)
+
+
+class RowRefused(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# The file -----------------------------------------------------------------------------------
+
+
+class MemberCsv:
+    """A members CSV: the header checked up front, then the rows with the line they start on.
+
+    Comma or semicolon separated (a spreadsheet in a Russian locale writes semicolons), UTF-8 with
+    or without a BOM when the caller opens it with encoding="utf-8-sig" and newline="".
+    """
+
+    def __init__(self, lines: Iterable[str]) -> None:
+        it = iter(lines)
+        first = next(it, "")
+        if not first.strip():
+            raise ValidationFailed("the file is empty; the first line must name the columns", field="file")
+        delimiter = ";" if first.count(";") > first.count(",") else ","
+        self._reader = csv.reader(itertools.chain([first], it), delimiter=delimiter)
+        self.delimiter = delimiter
+        self.header = [name.strip() for name in next(self._reader)]
+        self.fields: list[str | None] = []  # per position: a field name, "attribute.x", or None (ignored)
+        self.ignored: list[str] = []
+        self.attributes: list[str] = []
+        seen: set[str] = set()
+        for raw in self.header:
+            name = raw if raw.lower().startswith(ATTRIBUTE_PREFIX) else raw.lower()
+            if name.lower().startswith(ATTRIBUTE_PREFIX):
+                key = name[len(ATTRIBUTE_PREFIX) :]
+                try:
+                    _attr_key.validate_python(key)
+                except ValidationError as exc:
+                    raise ValidationFailed(
+                        f"column {raw!r}: an attribute name has 1 to 60 letters, digits, '_', '.' or '-'",
+                        field="header",
+                    ) from exc
+                name = ATTRIBUTE_PREFIX + key
+                self.attributes.append(key)
+            elif name in IGNORED_COLUMNS:
+                self.ignored.append(name)
+                self.fields.append(None)
+                continue
+            elif name not in COLUMNS:
+                raise ValidationFailed(
+                    f"unknown column {raw!r}; the columns are {', '.join(COLUMNS)} and attribute.NAME",
+                    field="header",
+                )
+            if name in seen:
+                raise ValidationFailed(f"column {raw!r} appears twice", field="header")
+            seen.add(name)
+            self.fields.append(name)
+        missing = [c for c in ("first_name", "last_name") if c not in seen]
+        if missing:
+            raise ValidationFailed(f"the file needs the column(s) {', '.join(missing)}", field="header")
+        if "email" not in seen and "phone" not in seen:
+            raise ValidationFailed("the file needs an email or a phone column (or both)", field="header")
+
+    def rows(self) -> Iterator[tuple[int, list[str]]]:
+        """(line number where the row starts, its fields); blank lines are skipped."""
+        reader = self._reader
+        last = reader.line_num
+        for values in reader:
+            start, last = last + 1, reader.line_num
+            if values and any(v.strip() for v in values):
+                yield start, values
+
+
+# One row --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RowRules:
+    """What parsing a row needs to know about the programme; read once per import."""
+
+    phone_region: str
+    tiers: frozenset[str]
+    today: date
+
+
+def rules_for(session: Session) -> RowRules:
+    program = program_service.get(session)
+    return RowRules(
+        phone_region=program.phone_region,
+        tiers=frozenset(session.scalars(select(Tier.code))),
+        today=clock.now().astimezone(program_service.zone(program)).date(),
+    )
+
+
+def _bool(name: str, text: str) -> bool:
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise RowRefused(f"bad {name}: {text!r} is not true/false, yes/no or 1/0")
+
+
+def _name(fields: dict[str, str], name: str) -> str:
+    value = fields.get(name, "").strip()
+    if not value:
+        raise RowRefused(f"missing {name}")
+    if len(value) > NAME_LENGTH:
+        raise RowRefused(f"{name} is longer than {NAME_LENGTH} characters")
+    return value
+
+
+def parse_row(csvfile: MemberCsv, values: list[str], rules: RowRules) -> NewMember:
+    """One row as a NewMember, or RowRefused naming every problem found in it."""
+    if len(values) > len(csvfile.fields):
+        raise RowRefused(f"the row has {len(values)} fields, the header {len(csvfile.fields)}")
+    fields: dict[str, str] = {}
+    attributes: dict[str, str] = {}
+    for name, value in zip(csvfile.fields, values, strict=False):
+        if name is None:
+            continue
+        if name.startswith(ATTRIBUTE_PREFIX):
+            if value.strip():
+                attributes[name[len(ATTRIBUTE_PREFIX) :]] = value.strip()
+        else:
+            fields[name] = value
+    problems: list[str] = []
+
+    def check(fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except RowRefused as exc:
+            problems.append(exc.reason)
+            return None
+
+    first_name = check(lambda: _name(fields, "first_name"))
+    last_name = check(lambda: _name(fields, "last_name"))
+    email = check(lambda: _email(fields.get("email", "")))
+    phone = check(lambda: _phone(fields.get("phone", ""), rules.phone_region))
+    if not fields.get("email", "").strip() and not fields.get("phone", "").strip():
+        problems.append("needs an email or a phone")
+    birth_date = check(lambda: _birth_date(fields.get("birth_date", ""), rules.today))
+    language = fields.get("language", "").strip().lower() or "en"
+    if language not in LANGUAGES:
+        problems.append(f"bad language: {language!r} is not one of {', '.join(sorted(LANGUAGES))}")
+    card = check(lambda: _card(fields.get("card", "")))
+
+    def flag(kind: str) -> bool:
+        return bool(check(lambda: _bool(kind, fields.get(kind, ""))))
+
+    marketing_email, marketing_sms, marketing_push = (
+        flag("marketing_email"),
+        flag("marketing_sms"),
+        flag("marketing_push"),
+    )
+    if len(attributes) > MAX_ATTRIBUTES:
+        problems.append(f"more than {MAX_ATTRIBUTES} attributes")
+    for key, value in attributes.items():
+        if len(value) > MAX_ATTRIBUTE_LENGTH:
+            problems.append(f"attribute.{key} is longer than {MAX_ATTRIBUTE_LENGTH} characters")
+    number = fields.get("number", "").strip() or None
+    if number is not None and not (number.isdigit() and number.isascii() and len(number) <= 20):
+        problems.append("bad number: a member number has up to 20 digits")
+    status = fields.get("status", "").strip().lower() or "active"
+    if status not in STATUSES:
+        problems.append(f"bad status: {status!r} is not active or blocked")
+    tier = fields.get("tier", "").strip() or None
+    if tier is not None and tier not in rules.tiers:
+        problems.append(f"unknown tier {tier!r}")
+    enrolled_at = check(lambda: _instant("enrolled_at", fields.get("enrolled_at", "")))
+    if problems:
+        raise RowRefused("; ".join(problems))
+    return NewMember(
+        first_name=first_name,
+        last_name=last_name,
+        email=email,
+        phone=phone,
+        birth_date=birth_date,
+        language=language,
+        attributes=attributes,
+        card=card,
+        number=number,
+        status=status,
+        block_reason=IMPORTED_BLOCK_REASON if status == "blocked" else None,
+        tier_code=tier,
+        enrolled_at=enrolled_at,
+        marketing_email=marketing_email,
+        marketing_sms=marketing_sms,
+        marketing_push=marketing_push,
+    )
+
+
+def _email(text: str) -> str | None:
+    if not text.strip():
+        return None
+    try:
+        return members_service.normalize_email(text.strip())
+    except ValidationFailed as exc:
+        raise RowRefused(f"bad email: {exc.detail}") from exc
+
+
+def _phone(text: str, region: str) -> str | None:
+    if not text.strip():
+        return None
+    try:
+        return normalize_phone(text.strip(), region)
+    except InvalidPhone as exc:
+        raise RowRefused("bad phone: not a valid phone number") from exc
+
+
+def _birth_date(text: str, today: date) -> date | None:
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        if not _DATE.match(text):
+            raise ValueError(text)
+        value = date.fromisoformat(text)
+    except ValueError as exc:
+        raise RowRefused(f"bad birth_date: {text!r} is not a date as YYYY-MM-DD") from exc
+    if value > today or value.year < 1900:
+        raise RowRefused("bad birth_date: must be a real date in the past")
+    return value
+
+
+def _card(text: str) -> str | None:
+    if not text.strip():
+        return None
+    try:
+        return cards_service.loyalty_number(text, field="card")
+    except ValidationFailed as exc:
+        raise RowRefused(f"bad card: {exc.detail}") from exc
+
+
+def _instant(name: str, text: str) -> datetime | None:
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise RowRefused(f"bad {name}: {text!r} is not an RFC 3339 time") from exc
+    if value.tzinfo is None:
+        raise RowRefused(f"bad {name}: the time needs an offset, e.g. 2026-05-01T10:00:00+03:00")
+    return value
+
+
+# Codes ---------------------------------------------------------------------------------------
+
+
+def member_number(rng: random.Random) -> str:
+    # The format of members.service.new_member_number: "1", eight digits, a Luhn check digit.
+    return with_check_digit(f"1{rng.randrange(10**8):08d}")
+
+
+def referral_code(rng: random.Random) -> str:
+    return "".join(rng.choices(DICTATION_ALPHABET, k=8))
+
+
+def _free_codes(session: Session, column: Any, count: int, make: Callable[[], str], avoid: set[str]) -> list[str]:
+    """`count` new codes that neither the database nor `avoid` holds: one query per round."""
+    codes: set[str] = set()
+    while len(codes) < count:
+        fresh: set[str] = set()
+        while len(codes) + len(fresh) < count:
+            code = make()
+            if code not in avoid and code not in codes:
+                fresh.add(code)
+        fresh -= set(session.scalars(select(column).where(column.in_(fresh))))
+        codes |= fresh
+    return list(codes)
+
+
+def assign_codes(session: Session, rows: Sequence[NewMember], rng: random.Random | None = None) -> None:
+    """Give a member number and a referral code to every row that has none, without a query per row."""
+    rng = rng or _system_random
+    without_number = [r for r in rows if r.number is None]
+    given = {r.number for r in rows if r.number is not None}
+    for row, number in zip(
+        without_number,
+        _free_codes(session, Member.number, len(without_number), lambda: member_number(rng), given),
+        strict=True,
+    ):
+        row.number = number
+    without_code = [r for r in rows if r.referral_code is None]
+    for row, code in zip(
+        without_code,
+        _free_codes(session, Member.referral_code, len(without_code), lambda: referral_code(rng), set()),
+        strict=True,
+    ):
+        row.referral_code = code
+
+
+# Bulk insert ---------------------------------------------------------------------------------
+
+
+def _complete(table: Table, rows: list[dict[str, Any]]) -> list[str]:
+    """Fill the columns the rows leave out from the model's Python defaults; the column names."""
+    present = set(rows[0])
+    for column in table.columns:
+        if column.name in present or column.default is None:
+            continue
+        default: Any = column.default
+        if default.is_scalar:
+            for row in rows:
+                row[column.name] = default.arg
+        elif default.is_callable:
+            for row in rows:
+                row[column.name] = default.arg(None)
+        else:
+            continue
+        present.add(column.name)
+    return [c.name for c in table.columns if c.name in present]
+
+
+def bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert rows of plain values into `table`: COPY on PostgreSQL, executemany elsewhere."""
+    if not rows:
+        return
+    names = _complete(table, rows)
+    if session.get_bind().dialect.name != "postgresql":
+        session.execute(insert(table), rows)
+        return
+    from psycopg import IntegrityError as PgIntegrityError
+    from psycopg import sql
+
+    json_columns = {c.name for c in table.columns if isinstance(c.type, JSON)}
+    raw = session.connection().connection.driver_connection
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, names))
+    )
+    try:
+        with raw.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[union-attr]
+            for row in rows:
+                copy.write_row([json.dumps(row[n]) if n in json_columns else row[n] for n in names])
+    except PgIntegrityError as exc:  # the same exception the executemany path raises
+        raise IntegrityError(str(statement), None, exc) from exc
+
+
+def insert_members(
+    session: Session,
+    rows: Sequence[NewMember],
+    *,
+    rules_version: str,
+    base_tier: str,
+    consented_at: datetime | None = None,
+    free_cards: dict[str, uuid.UUID] | None = None,
+) -> None:
+    """Insert checked members with their point accounts, consent records and loyalty cards.
+
+    Every row needs its number and referral code (`assign_codes`). Consent to the programme
+    rules is recorded at `consented_at`, or at the member's enrolment when not given. A card
+    number found in `free_cards` (an issued card nobody holds) is given to the member; any other
+    card number is created as a new active card.
+    """
+    free_cards = free_cards or {}
+    members: list[dict[str, Any]] = []
+    accounts: list[dict[str, Any]] = []
+    consents: list[dict[str, Any]] = []
+    new_cards: list[dict[str, Any]] = []
+    taken_cards: list[dict[str, Any]] = []
+    now = clock.now()
+    for r in rows:
+        enrolled = r.enrolled_at or now
+        consent_time = consented_at or enrolled
+        members.append(
+            {
+                "id": r.id,
+                "number": r.number,
+                "first_name": r.first_name,
+                "last_name": r.last_name,
+                "email": r.email,
+                "phone": r.phone,
+                "birth_date": r.birth_date,
+                "language": r.language,
+                "status": r.status,
+                "channel": r.channel,
+                "location": r.location,
+                "tier_code": r.tier_code or base_tier,
+                "referral_code": r.referral_code,
+                "referred_by_id": None,
+                "attributes": r.attributes,
+                "rules_version": rules_version,
+                "rules_accepted_at": consent_time,
+                "marketing_email": r.marketing_email,
+                "marketing_sms": r.marketing_sms,
+                "marketing_push": r.marketing_push,
+                "block_reason": r.block_reason,
+                "enrolled_at": enrolled,
+                "updated_at": now,
+            }
+        )
+        accounts.append({"member_id": r.id, "updated_at": now})
+        consents.append(_consent(r, "program_rules", rules_version, consent_time))
+        consents.extend(_consent(r, kind, None, consent_time) for kind in MARKETING if getattr(r, kind))
+        if r.card is None:
+            continue
+        if r.card in free_cards:
+            taken_cards.append({"card_id": free_cards[r.card], "holder": r.id, "at": now})
+        else:
+            new_cards.append(
+                {
+                    "id": new_id(),
+                    "kind": "loyalty",
+                    "number": r.card,
+                    "pan_hash": None,
+                    "last4": None,
+                    "status": "active",
+                    "member_id": r.id,
+                    "replaced_by_id": None,
+                    "block_reason": None,
+                    "created_at": enrolled,
+                    "updated_at": now,
+                }
+            )
+    bulk_insert(session, Member.__table__, members)  # type: ignore[arg-type]
+    bulk_insert(session, PointAccount.__table__, accounts)  # type: ignore[arg-type]
+    bulk_insert(session, ConsentEvent.__table__, consents)  # type: ignore[arg-type]
+    bulk_insert(session, Card.__table__, new_cards)  # type: ignore[arg-type]
+    if taken_cards:
+        cards: Table = Card.__table__  # type: ignore[assignment]
+        session.execute(
+            update(cards)
+            .where(cards.c.id == bindparam("card_id"))
+            .values(member_id=bindparam("holder"), status="active", updated_at=bindparam("at")),
+            taken_cards,
+        )
+
+
+def _consent(r: NewMember, kind: str, rules_version: str | None, at: datetime) -> dict[str, Any]:
+    return {
+        "id": new_id(),
+        "member_id": r.id,
+        "kind": kind,
+        "granted": True,
+        "rules_version": rules_version,
+        "channel": r.channel,
+        "recorded_at": at,
+    }
+
+
+# The import ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What identifies this import's own rows in the database, and what every batch shares."""
+
+    started: datetime
+    floor: uuid.UUID  # every id this run creates sorts after it (UUIDv7)
+    rules_version: str
+    base_tier: str
+
+    def made(self, row_id: uuid.UUID, at: datetime | None, channel: str | None = CHANNEL) -> bool:
+        return channel == CHANNEL and at == self.started and row_id >= self.floor
+
+
+def _existing_members(session: Session, column: Any, values: set[str]) -> dict[str, tuple[uuid.UUID, datetime, str]]:
+    if not values:
+        return {}
+    stmt = select(column, Member.id, Member.rules_accepted_at, Member.channel).where(column.in_(values))
+    return {v: (i, at, ch) for v, i, at, ch in session.execute(stmt)}
+
+
+def _check_batch(
+    session: Session, run: _Run, parsed: list[tuple[int, list[str], NewMember]]
+) -> tuple[list[NewMember], list[Refusal], dict[str, uuid.UUID]]:
+    """Refuse the rows that clash with the database or with an earlier row of the batch."""
+    members = [m for _, _, m in parsed]
+    by = {
+        "email": _existing_members(session, Member.email, {m.email for m in members if m.email}),
+        "phone": _existing_members(session, Member.phone, {m.phone for m in members if m.phone}),
+        "number": _existing_members(session, Member.number, {m.number for m in members if m.number}),
+    }
+    card_numbers = {m.card for m in members if m.card}
+    found_cards = (
+        session.execute(
+            select(Card.number, Card.id, Card.member_id, Card.status, Member.rules_accepted_at, Member.channel)
+            .outerjoin(Member, Member.id == Card.member_id)
+            .where(Card.number.in_(card_numbers))
+            .order_by(Card.id)
+            .with_for_update(of=Card)  # a free card is ours until commit
+        ).all()
+        if card_numbers
+        else []
+    )
+    cards = {c.number: c for c in found_cards}
+    accepted: list[NewMember] = []
+    refusals: list[Refusal] = []
+    free_cards: dict[str, uuid.UUID] = {}
+    in_batch: dict[tuple[str, str], int] = {}
+    for line, values, m in parsed:
+        reasons = []
+        for kind, value in (("email", m.email), ("phone", m.phone), ("number", m.number)):
+            if value is None:
+                continue
+            label = "member number" if kind == "number" else kind
+            if (kind, value) in in_batch:
+                reasons.append(f"duplicate within the file: {label} also on line {in_batch[kind, value]}")
+            elif value in by[kind]:
+                row_id, at, channel = by[kind][value]
+                if run.made(row_id, at, channel):
+                    reasons.append(f"duplicate within the file: {label} on an earlier row")
+                elif kind == "number":
+                    reasons.append("member number already in use")
+                else:
+                    reasons.append(f"already a member ({kind})")
+        if m.card is not None:
+            card = cards.get(m.card)
+            if ("card", m.card) in in_batch:
+                reasons.append(f"duplicate within the file: card also on line {in_batch['card', m.card]}")
+            elif card is not None:
+                if card.member_id is not None and run.made(card.member_id, card.rules_accepted_at, card.channel):
+                    reasons.append("duplicate within the file: card on an earlier row")
+                elif card.member_id is not None:
+                    reasons.append("card in use by another member")
+                elif card.status == "blocked":
+                    reasons.append("card is blocked")
+                elif card.status == "replaced":
+                    reasons.append("card was replaced and cannot be used again")
+                else:
+                    free_cards[m.card] = card.id
+        if reasons:
+            refusals.append(Refusal(line, "; ".join(reasons), values))
+            continue
+        for kind, value in (("email", m.email), ("phone", m.phone), ("number", m.number), ("card", m.card)):
+            if value is not None:
+                in_batch[kind, value] = line
+        accepted.append(m)
+    return accepted, refusals, free_cards
+
+
+def _write_batch(session: Session, run: _Run, parsed: list[tuple[int, list[str], NewMember]]) -> list[Refusal]:
+    checked, refusals, free_cards = _check_batch(session, run, parsed)
+    # Copies: codes are generated afresh if the batch is rolled back and tried again.
+    accepted = [replace(m) for m in checked]
+    assign_codes(session, accepted)
+    insert_members(
+        session,
+        accepted,
+        rules_version=run.rules_version,
+        base_tier=run.base_tier,
+        consented_at=run.started,
+        free_cards=free_cards,
+    )
+    return refusals
+
+
+def import_members(
+    db: Database,
+    actor: Actor,
+    csvfile: MemberCsv,
+    *,
+    batch_size: int = BATCH_SIZE,
+    on_progress: Callable[[int], None] | None = None,
+    on_refused: Callable[[Refusal], None] | None = None,
+    attempts: int = 3,
+) -> ImportReport:
+    """Import every good row of `csvfile`, batch by batch, and report the refused ones.
+
+    Each batch commits on its own (see the module docstring). `on_progress` gets the number of
+    rows handled after each batch; `on_refused` every refused row, after its batch committed.
+    """
+
+    def start(session: Session) -> tuple[_Run, RowRules]:
+        program = program_service.get(session)
+        tier = session.scalars(select(Tier.code).order_by(Tier.position).limit(1)).first()
+        if tier is None:
+            raise RuntimeError("no tiers configured; run `patron migrate`")
+        run = _Run(started=clock.now(), floor=new_id(), rules_version=program.rules_version, base_tier=tier)
+        return run, rules_for(session)
+
+    run, rules = db.read(start)
+    report = ImportReport(ignored_columns=list(csvfile.ignored))
+
+    def refuse(refusal: Refusal) -> None:
+        report.refused += 1
+        if len(report.refusals) < KEPT_REFUSALS:
+            report.refusals.append(refusal)
+        if on_refused is not None:
+            on_refused(refusal)
+
+    def batch_of(rows: list[tuple[int, list[str]]]) -> None:
+        parsed: list[tuple[int, list[str], NewMember]] = []
+        refused: list[Refusal] = []
+        for line, values in rows:
+            try:
+                parsed.append((line, values, parse_row(csvfile, values, rules)))
+            except RowRefused as exc:
+                refused.append(Refusal(line, exc.reason, values))
+        for attempt in range(1, attempts + 1):
+            try:
+                clashes = db.write(lambda s: _write_batch(s, run, parsed))
+                break
+            except IntegrityError:  # a concurrent enrolment took an email, phone or code: check again
+                if attempt == attempts:
+                    raise
+        report.imported += len(parsed) - len(clashes)
+        refused += clashes
+        for refusal in sorted(refused, key=lambda r: r.line):
+            refuse(refusal)
+        if on_progress is not None:
+            on_progress(len(rows))
+
+    def record(**extra: Any) -> None:
+        details = {"imported": report.imported, "refused": report.refused, "channel": CHANNEL, **extra}
+        db.write(lambda s: audit.record(s, actor, "member.import", "member", None, details))
+
+    try:
+        for chunk in _batched(csvfile.rows(), batch_size):
+            batch_of(chunk)
+    except BaseException:
+        # The committed batches stay; the audit says how far the import got, if the database lets it.
+        with contextlib.suppress(Exception):
+            record(interrupted=True)
+        raise
+    record()
+    return report
+
+
+def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    it = iter(items)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
