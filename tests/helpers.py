@@ -8,7 +8,6 @@ from sqlalchemy import MetaData, select
 
 from patron.db import Database
 
-
 # Every test database of one kind is a copy of the same migrated template: reflect it once.
 _reflected: dict[str, MetaData] = {}
 

@@ -7,7 +7,6 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from patron.access.principal import SYSTEM

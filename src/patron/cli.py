@@ -3,38 +3,80 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn, TextIO
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from patron.access import service as access
 from patron.access.principal import Actor
 from patron.access.roles import Role
-from patron.config import ConfigError, get_settings
+from patron.config import ConfigError, Settings, get_settings
 from patron.db import Database
 from patron.errors import PatronError
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 app = typer.Typer(help="Patron loyalty management.", no_args_is_help=True, add_completion=False)
 keys_app = typer.Typer(help="API keys for POS systems, websites and apps.", no_args_is_help=True)
 users_app = typer.Typer(help="Staff accounts for the web back office.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+# `import` is a Python keyword, hence the _app names.
+import_app = typer.Typer(help="Load members from CSV files.", no_args_is_help=True)
+export_app = typer.Typer(help="Write members out as CSV.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
+app.add_typer(import_app, name="import")
+app.add_typer(export_app, name="export")
 
-console = Console()
-err = Console(stderr=True)
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 CLI_ACTOR = Actor(kind="system", id=None, name="cli")
 
 
-def database() -> Database:
-    return Database(get_settings(), pool=False)
+def database(*, pool: bool = False) -> Database:
+    # Settings read afresh, not the cached get_settings(): one command, one environment.
+    return Database(Settings(), pool=pool)
 
 
-def fail(message: str, code: int = 1) -> None:
-    err.print(f"[red]error:[/red] {message}")
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print("[red]error:[/red]", message, highlight=False)
     raise typer.Exit(code)
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """A Rich progress bar on stderr (stdout may carry data); yields the function that advances it."""
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n: progress.advance(task, n)
+        progress.update(task, total=progress.tasks[0].completed)
+
+
+def count_lines(path: Path) -> int:
+    with path.open("rb") as f:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
 
 
 @app.command()
@@ -100,6 +142,131 @@ def users_create(
     console.print(f"Created {user.role} user {user.email}.")
 
 
+@import_app.command("members")
+def import_members(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV with a header line")],
+    errors: Annotated[
+        Path | None,
+        typer.Option("--errors", help="Write the refused rows here with their line and reason; fix and import again"),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=50_000, help="Rows per transaction")] = 2000,
+) -> None:
+    """Import members from CSV, keeping the good rows and reporting every refused one.
+
+    Columns: first_name, last_name, email, phone, birth_date (YYYY-MM-DD), language, card,
+    marketing_email, marketing_sms, marketing_push (true/false), attribute.NAME for custom
+    attributes, and the extra columns `patron export members` writes. Consent to the programme
+    rules is recorded as given through the import.
+    """
+    from patron.members import importing
+
+    db = database(pool=True)
+    shown = 20
+    with ExitStack() as stack:
+        source = stack.enter_context(file.open(encoding="utf-8-sig", newline=""))
+        try:
+            csvfile = importing.MemberCsv(source)
+        except PatronError as exc:
+            fail(f"{file}: {exc.detail}")
+        on_refused = None
+        if errors is not None:
+            on_refused = importing.RefusalWriter(
+                stack.enter_context(errors.open("w", encoding="utf-8", newline="")), csvfile
+            )
+        advance = stack.enter_context(progress_bar("Importing members", max(count_lines(file) - 1, 0)))
+        report = importing.import_members(
+            db, CLI_ACTOR, csvfile, batch_size=batch_size, on_progress=advance, on_refused=on_refused
+        )
+    console.print(f"Imported {report.imported} members, refused {report.refused}.", highlight=False)
+    for refusal in report.refusals[:shown]:
+        console.print(f"  line {refusal.line}: {refusal.reason}", markup=False, highlight=False)
+    if report.refused > shown:
+        where = f"all of them are in {errors}" if errors else "write them all with --errors FILE"
+        console.print(f"  … and {report.refused - shown} more; {where}.", highlight=False)
+    elif report.refused and errors:
+        console.print(f"  The refused rows are in {errors}.", highlight=False)
+    if report.with_points:
+        console.print(
+            f"Note: {report.with_points} rows have points_available; balances are not imported from CSV.",
+            highlight=False,
+        )
+
+
+@export_app.command("members")
+def export_members(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="The CSV file; standard output if absent")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=50_000, help="Rows read at a time")] = 2000,
+) -> None:
+    """Export members as CSV, in the format `patron import members` reads back."""
+    from patron.members import exporting
+
+    db = database(pool=True)
+
+    def run(session: Session) -> int:
+        with ExitStack() as stack:
+            out: TextIO = stack.enter_context(output.open("w", encoding="utf-8", newline="")) if output else sys.stdout
+            advance = stack.enter_context(progress_bar("Exporting members", exporting.count(session)))
+            return exporting.write_members(session, out, batch_size=batch_size, on_progress=advance)
+
+    written = db.read(run)
+    err.print(f"Exported {written} members" + (f" to {output}." if output else "."), highlight=False)
+
+
+@app.command()
+def demo(
+    members: Annotated[int, typer.Option(min=1, max=10_000_000, help="How many demo members")] = 200,
+    if_empty: Annotated[bool, typer.Option("--if-empty", help="Do nothing when the database has members")] = False,
+    seed: Annotated[int, typer.Option(help="The same seed gives the same members")] = 1,
+) -> None:
+    """Fill an empty database with a demo programme: a chain of car service centres."""
+    from patron import demo as demo_data
+
+    db = database(pool=True)
+    existing = db.read(demo_data.member_count)
+    if existing:
+        if not if_empty:
+            fail(f"the database already has {existing} members; the demo fills an empty programme only")
+        console.print(f"The database already has {existing} members; no demo data added.", highlight=False)
+        _next_steps()
+        console.print("An API key for the back office or curl:  patron keys create --role admin")
+        return
+    secret = db.settings.secret_key()  # the bank cards are hashed with it; fail before any work
+    with progress_bar("Creating demo members", members) as advance:
+        result = demo_data.run(db, CLI_ACTOR, count=members, seed=seed, secret=secret, on_progress=advance)
+    console.print(
+        f"Demo programme {demo_data.PROGRAM_NAME!r} is ready: {result.members} members, {result.cards} loyalty "
+        f"cards ({result.blocked_cards} blocked, {result.replaced_cards} replaced), {result.bank_cards} linked "
+        f"bank cards, {result.blocked_members} blocked members.",
+        highlight=False,
+    )
+    console.print("Locations:", highlight=False)
+    for loc in result.locations:
+        console.print(f"  {loc.code}  {loc.name}, {loc.address}", highlight=False)
+    _next_steps()
+    if result.sample is not None:
+        name, phone, card = result.sample
+        console.print(f"Try it with {name} (phone {phone}, card {card}):", highlight=False)
+        console.print(
+            f'  curl -H "Authorization: Bearer $KEY" "{demo_data.SERVER}/v1/identify?card={card}"',
+            markup=False,
+            highlight=False,
+        )
+    console.print(f"Cashier API key for {result.cashier_location} (shown once):")
+    print(result.cashier_key)
+    console.print("Admin API key (shown once; export KEY=<it> for the example above):")
+    print(result.admin_key)
+
+
+def _next_steps() -> None:
+    from patron import demo as demo_data
+
+    console.print("Start the server:  patron serve", highlight=False)
+    console.print(f"  Patron:    {demo_data.SERVER}", highlight=False)
+    console.print(f"  API docs:  {demo_data.SERVER}/docs", highlight=False)
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
@@ -134,7 +301,3 @@ def main() -> None:
     except PatronError as exc:
         err.print(f"[red]refused:[/red] {exc.detail}")
         sys.exit(1)
-
-
-def _unused(_: Path) -> None:  # keeps Path imported for commands added below
-    pass

@@ -79,7 +79,9 @@ def make_engine(settings: Settings, *, pool: bool = True) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    # No pre-ping (a round trip per checkout): a connection found dead is invalidated and
+    # Database.write/read retry the transaction on a fresh one.
+    kwargs: dict[str, Any] = {"pool_recycle": 3600}
     if pool:
         kwargs.update(pool_size=settings.db_pool_size, max_overflow=settings.db_pool_size)
     else:
@@ -106,6 +108,8 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 def _is_retryable(exc: DBAPIError) -> bool:
+    if exc.connection_invalidated:  # the server restarted or the connection dropped
+        return True
     orig = exc.orig
     sqlstate = getattr(orig, "sqlstate", None)
     if sqlstate in ("40001", "40P01"):  # serialization_failure, deadlock_detected
@@ -134,7 +138,13 @@ class Database:
                 raise
 
     def read(self, fn: Callable[[Session], T]) -> T:
-        with self.session() as session:
+        try:
+            with self.session() as session:
+                return fn(session)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+        with self.session() as session:  # once more, on a fresh connection
             return fn(session)
 
     def write(self, fn: Callable[[Session], T], *, attempts: int = 5) -> T:

@@ -9,7 +9,7 @@ from patron.ledger.models import LedgerEntry, LotAllocation, PointAccount, Point
 from patron.members.models import ConsentEvent, Member
 from patron.program.models import Program
 from patron.rules.models import EarningRule
-from patron.tiers.models import Tier
+from patron.tiers.models import Tier, TierChange
 from patron.transactions.models import Transaction, TransactionLine, TransactionReturn
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "Program",
     "StaffUser",
     "Tier",
+    "TierChange",
     "Transaction",
     "TransactionLine",
     "TransactionReturn",

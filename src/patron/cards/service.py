@@ -214,13 +214,17 @@ def member_cards(session: Session, member_id: uuid.UUID) -> list[Card]:
 IdentifyBy = Literal["card", "phone", "email", "track", "bank_pan", "member_id"]
 
 
-def _member_of(session: Session, card: Card | None) -> Member:
-    if card is None or card.member_id is None:
-        raise NotFound("No member with this card")
+def _check_card(card: Card) -> None:
     if card.status == "blocked":
         raise CardBlocked("The card is blocked")
     if card.status == "replaced":
         raise CardBlocked("The card was replaced by a new one")
+
+
+def _member_of(session: Session, card: Card | None) -> Member:
+    if card is None or card.member_id is None:
+        raise NotFound("No member with this card")
+    _check_card(card)
     member = members.get(session, card.member_id)
     if member.status == "erased":
         raise NotFound("No member with this card")
@@ -228,9 +232,17 @@ def _member_of(session: Session, card: Card | None) -> Member:
 
 
 def _by_number(session: Session, number: str, secret: bytes) -> Member:
-    card = session.scalars(select(Card).where(Card.number == number)).first()
-    if card is not None:
-        return _member_of(session, card)
+    row = session.execute(
+        select(Card, Member).outerjoin(Member, Member.id == Card.member_id).where(Card.number == number)
+    ).first()
+    if row is not None:
+        card, member = row
+        if member is None:
+            raise NotFound("No member with this card")
+        _check_card(card)
+        if member.status == "erased":
+            raise NotFound("No member with this card")
+        return member
     member = session.scalars(select(Member).where(Member.number == number, Member.status != "erased")).first()
     if member is not None:
         return member

@@ -13,8 +13,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from patron.errors import IdempotencyConflict
@@ -32,39 +32,40 @@ def request_hash(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
 
 
-def _replay_or_conflict(record: IdempotencyRecord, digest: str) -> Replay:
-    if record.request_hash != digest:
-        raise IdempotencyConflict(
-            f"external_id {record.external_id!r} was already used with a different request body"
-        )
-    return Replay(record.status, record.response)
+def _insert(session: Session):  # type: ignore[no-untyped-def]
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(IdempotencyRecord)
 
 
 def claim(session: Session, scope: str, external_id: str, payload: Any) -> Replay | None:
-    """None when this request is new (and now claimed); the first answer when it is a repeat."""
+    """None when this request is new (and now claimed); the first answer when it is a repeat.
+
+    One statement in the usual case: INSERT ... ON CONFLICT DO NOTHING. On PostgreSQL a concurrent
+    claim of the same key makes it wait until the other transaction ends; if that one committed,
+    nothing is inserted and its answer is read and replayed.
+    """
     digest = request_hash(payload)
-    existing = session.get(IdempotencyRecord, (scope, external_id))
-    if existing is not None:
-        return _replay_or_conflict(existing, digest)
-    record = IdempotencyRecord(
-        scope=scope, external_id=external_id, request_hash=digest, status=0, response={}, created_at=clock.now()
+    stmt = (
+        _insert(session)
+        .values(scope=scope, external_id=external_id, request_hash=digest, status=0, response={}, created_at=clock.now())
+        .on_conflict_do_nothing()
+        .returning(IdempotencyRecord.scope)
     )
-    try:
-        with session.begin_nested():
-            session.add(record)
-            session.flush()
-    except IntegrityError:
-        winner = session.scalars(
-            select(IdempotencyRecord)
-            .where(IdempotencyRecord.scope == scope, IdempotencyRecord.external_id == external_id)
-            .execution_options(populate_existing=True)
-        ).one()
-        return _replay_or_conflict(winner, digest)
-    return None
+    if session.execute(stmt).first() is not None:
+        return None
+    first = session.execute(
+        select(IdempotencyRecord.request_hash, IdempotencyRecord.status, IdempotencyRecord.response).where(
+            IdempotencyRecord.scope == scope, IdempotencyRecord.external_id == external_id
+        )
+    ).one()
+    if first.request_hash != digest:
+        raise IdempotencyConflict(f"external_id {external_id!r} was already used with a different request body")
+    return Replay(first.status, first.response)
 
 
 def complete(session: Session, scope: str, external_id: str, status: int, body: dict[str, Any]) -> None:
-    record = session.get(IdempotencyRecord, (scope, external_id))
-    assert record is not None, "complete() without claim()"
-    record.status = status
-    record.response = body
+    session.execute(
+        update(IdempotencyRecord)
+        .where(IdempotencyRecord.scope == scope, IdempotencyRecord.external_id == external_id)
+        .values(status=status, response=body)
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
@@ -77,12 +77,21 @@ def _entry(
     return entry
 
 
+# Spending order: soonest expiry first, never-expiring last, then oldest first.
+SPEND_ORDER = (case((PointLot.expires_at.is_(None), 1), else_=0), PointLot.expires_at, PointLot.id)
+
+
+def _spend_key(lot: PointLot) -> tuple[bool, datetime, uuid.UUID]:
+    """SPEND_ORDER for lots already loaded."""
+    return (lot.expires_at is None, lot.expires_at or datetime.min.replace(tzinfo=UTC), lot.id)
+
+
 def _open_lots(session: Session, member_id: uuid.UUID, *, pending: bool = False) -> Sequence[PointLot]:
-    """Lots with points left, in spending order: soonest expiry first, never-expiring last."""
+    """Lots with points left, in spending order."""
     return session.scalars(
         select(PointLot)
         .where(PointLot.member_id == member_id, PointLot.remaining > 0, PointLot.pending == pending)
-        .order_by(case((PointLot.expires_at.is_(None), 1), else_=0), PointLot.expires_at, PointLot.id)
+        .order_by(*SPEND_ORDER)
     ).all()
 
 
@@ -143,7 +152,8 @@ def credit(
 def _absorb_debt(lots: Sequence[PointLot], available_before: int) -> None:
     """A negative balance (a return of points already spent) is paid from points as they become
     spendable: the new lots give up what the member owed, so that the spendable lots always hold
-    exactly max(available, 0)."""
+    exactly max(available, 0). Like any spending, it takes the lots in spending order, which the
+    callers pass."""
     debt = -available_before
     for lot in lots:
         if debt <= 0:
@@ -226,7 +236,7 @@ def restore(
         if left == 0:
             break
     if available_before < 0:
-        _absorb_debt(touched, available_before)
+        _absorb_debt(sorted(touched, key=_spend_key), available_before)
     return entry
 
 
@@ -246,10 +256,13 @@ def _restored_per_lot(session: Session, redeem_entry_ids: Sequence[uuid.UUID]) -
 
 def release_matured(session: Session, account: PointAccount, now: datetime) -> int:
     """Make this member's pending lots whose hold has passed spendable; returns the points released."""
+    if account.pending == 0:
+        return 0
     lots = session.scalars(
         select(PointLot).where(
             PointLot.member_id == account.member_id, PointLot.pending.is_(True), PointLot.available_at <= now
         )
+        .order_by(*SPEND_ORDER)
     ).all()
     released = 0
     for lot in lots:

@@ -28,4 +28,6 @@ class Program(Base):
     card_prefix: Mapped[str] = mapped_column(String(8))
     tier_metric: Mapped[str] = mapped_column(String(10), default="points")
     tier_window_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Bumped by every change to rules or tiers, so processes can cache them safely.
+    config_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

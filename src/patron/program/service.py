@@ -15,6 +15,9 @@ from patron.kit.money import from_minor, to_minor
 from patron.program.models import PROGRAM_ID, Program
 from patron.program.schemas import Expiry, ProgramOut, ProgramPatch
 
+# point_value_minor is a 32-bit INTEGER column.
+MAX_POINT_VALUE_MINOR = 2**31 - 1
+
 DEFAULTS = {
     "name": "Loyalty programme",
     "currency": "RUB",
@@ -28,6 +31,7 @@ DEFAULTS = {
     "card_prefix": "7800",
     "tier_metric": "points",
     "tier_window_days": None,
+    "config_version": 0,
 }
 
 
@@ -38,6 +42,12 @@ def get(session: Session, *, for_update: bool = False) -> Program:
         session.add(program)
         session.flush()
     return program
+
+
+def bump_config(session: Session) -> None:
+    """Mark the rules or tiers as changed: every process reloads them at its next transaction."""
+    program = get(session, for_update=True)
+    program.config_version += 1
 
 
 def zone(program: Program) -> ZoneInfo:
@@ -64,6 +74,8 @@ def to_out(program: Program) -> ProgramOut:
 def update(session: Session, actor: Actor, patch: ProgramPatch) -> Program:
     program = get(session, for_update=True)
     changes = patch.model_dump(exclude_unset=True)
+    # Read before the currency changes: the stored minor units only mean something in the old one.
+    current_value = point_value(program)
     currency = (patch.currency or program.currency).upper()
     if patch.currency is not None:
         if not is_currency(currency):
@@ -81,13 +93,16 @@ def update(session: Session, actor: Actor, patch: ProgramPatch) -> Program:
             raise ValidationFailed("not a country code such as RU or CN", field="phone_region")
         program.phone_region = region
     if "point_value" in changes or patch.currency is not None:
-        value = patch.point_value if patch.point_value is not None else point_value(program)
+        value = patch.point_value if patch.point_value is not None else current_value
         if value <= 0:
             raise ValidationFailed("point_value must be above zero", field="point_value")
         try:
-            program.point_value_minor = to_minor(value, currency)
+            minor = to_minor(value, currency)
         except ValueError as exc:
             raise ValidationFailed(str(exc), field="point_value") from exc
+        if minor > MAX_POINT_VALUE_MINOR:
+            raise ValidationFailed("point_value is too large", field="point_value")
+        program.point_value_minor = minor
     if patch.name is not None:
         program.name = patch.name
     if patch.pending_days is not None:

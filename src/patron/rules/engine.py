@@ -164,6 +164,9 @@ def earn(basket: Basket, rules: Iterable[Rule], member: MemberContext, tz: ZoneI
         subset_net = sum(line.net for line in subset)
         p = sum(_amount_rule_points(r, subset, subset_net) for r in amount_rules)
         added = _cap(rule, _floor(Decimal(p) * (rule.factor - 1)))
+        # Several multipliers below one on the same lines could take away more than was earned:
+        # a purchase never earns negative points, so the running sum stops at zero.
+        added = max(added, -running)
         running += added
         breakdown.append(Contribution(rule.id, rule.name, added))
 

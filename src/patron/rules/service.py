@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from patron.access.principal import Actor
 from patron.audit import service as audit
 from patron.errors import NotFound, ValidationFailed
-from patron.kit import clock
+from patron.kit import cache, clock
 from patron.kit.money import from_minor, to_minor
 from patron.kit.pagination import page
 from patron.program import service as program_service
@@ -125,6 +125,7 @@ def create(session: Session, actor: Actor, data: RuleIn) -> EarningRule:
     _check(rule)
     session.add(rule)
     session.flush()
+    program_service.bump_config(session)
     audit.record(session, actor, "rule.create", "earning_rule", rule.id, {"kind": rule.kind})
     return rule
 
@@ -142,6 +143,7 @@ def update(session: Session, actor: Actor, rule_id: uuid.UUID, patch: RulePatch)
     _apply(session, rule, fields, patch)
     _check(rule)
     rule.updated_at = clock.now()
+    program_service.bump_config(session)
     audit.record(session, actor, "rule.update", "earning_rule", rule.id, {"fields": sorted(fields)})
     return rule
 
@@ -150,6 +152,7 @@ def delete(session: Session, actor: Actor, rule_id: uuid.UUID) -> None:
     rule = get(session, rule_id, for_update=True)
     rule.deleted_at = clock.now()
     rule.active = False
+    program_service.bump_config(session)
     audit.record(session, actor, "rule.delete", "earning_rule", rule.id)
 
 
@@ -227,7 +230,12 @@ def to_engine(rule: EarningRule) -> engine.Rule:
 
 
 def active_rules(session: Session, kinds: Sequence[str] | None = None) -> list[engine.Rule]:
-    stmt = select(EarningRule).where(EarningRule.active.is_(True), EarningRule.deleted_at.is_(None))
-    if kinds:
-        stmt = stmt.where(EarningRule.kind.in_(kinds))
-    return [to_engine(r) for r in session.scalars(stmt.order_by(EarningRule.id))]
+    """The active rules in creation order, from the per-process cache while they are unchanged."""
+
+    def load() -> tuple[engine.Rule, ...]:
+        stmt = select(EarningRule).where(EarningRule.active.is_(True), EarningRule.deleted_at.is_(None))
+        return tuple(to_engine(r) for r in session.scalars(stmt.order_by(EarningRule.id)))
+
+    version = program_service.get(session).config_version
+    every = cache.versioned(session, "earning_rules", version, load)
+    return [r for r in every if not kinds or r.kind in kinds]

@@ -1,7 +1,8 @@
 """Purchases and returns: identify, price, pay with points, earn, and take back on return.
 
 Lock order inside one transaction (see the policy in patron/db.py): the member's point account
-first, then the purchase being returned, then coupons in code order. Every path takes them in
+first (on a referred member's first purchase, together with the referrer's, in primary-key
+order), then the purchase being returned, then coupons in code order. Every path takes them in
 this order, so two requests never wait on each other in a cycle.
 """
 
@@ -29,7 +30,7 @@ from patron.members.models import Member
 from patron.members.schemas import PointsSummary, TierRef
 from patron.program import service as program_service
 from patron.program.models import Program
-from patron.rules import engine
+from patron.rules import bonuses, engine
 from patron.rules import service as rules
 from patron.tiers import service as tiers
 from patron.transactions.models import Transaction, TransactionLine, TransactionReturn
@@ -107,6 +108,24 @@ def balance_of(account: PointAccount) -> PointsSummary:
     return PointsSummary(available=account.available, pending=account.pending)
 
 
+def _has_transactions(session: Session, member_id: uuid.UUID) -> bool:
+    return session.scalar(select(Transaction.id).where(Transaction.member_id == member_id).limit(1)) is not None
+
+
+def _lock_accounts(session: Session, member: Member) -> tuple[PointAccount, PointAccount | None]:
+    """The member's account, locked; and the referrer's too when this is the first purchase of a
+    referred member, since `referral` rules reward both then. Two accounts are locked in
+    primary-key order; the first-purchase check is repeated once the locks are held, because a
+    concurrent first purchase may have committed while this one waited."""
+    referrer_id = member.referred_by_id
+    if referrer_id is None or _has_transactions(session, member.id):
+        return ledger.lock_account(session, member.id), None
+    locked = {i: ledger.lock_account(session, i) for i in sorted({member.id, referrer_id})}
+    if _has_transactions(session, member.id):
+        return locked[member.id], None
+    return locked[member.id], locked[referrer_id]
+
+
 def post(session: Session, actor: Actor, data: TransactionIn, secret: bytes) -> TransactionOut:
     now = clock.now()
     program = program_service.get(session)
@@ -120,7 +139,7 @@ def post(session: Session, actor: Actor, data: TransactionIn, secret: bytes) -> 
 
     member = _identify(session, data, secret)
     members.require_active(member)
-    account = ledger.lock_account(session, member.id)
+    account, referrer_account = _lock_accounts(session, member)
     ledger.release_matured(session, account, now)
 
     discount = 0
@@ -197,6 +216,13 @@ def post(session: Session, actor: Actor, data: TransactionIn, secret: bytes) -> 
             available_at=policy.available_at(program, occurred_at),
             expires_at=policy.expires_at(program, occurred_at),
         )
+    if referrer_account is not None:
+        when = engine.Occasion(at=occurred_at, channel=data.channel, location=location, total=total)
+        bonuses.award(session, member, account, "referral", when, actor)
+        referrer = members.get(session, referrer_account.member_id)
+        if referrer.status == "active":  # a blocked member earns nothing
+            bonuses.award(session, referrer, referrer_account, "referral", when, actor)
+    tiers.after_purchase(session, member)
     tier_names = tiers.names(session)
     currency = program.currency
     answer = TransactionOut(
@@ -222,7 +248,9 @@ def post(session: Session, actor: Actor, data: TransactionIn, secret: bytes) -> 
 
 
 def get(session: Session, transaction_id: uuid.UUID, *, for_update: bool = False) -> Transaction:
-    txn = session.get(Transaction, transaction_id, with_for_update=for_update)
+    # A locked read must see the row as committed now, not as this session first loaded it: a
+    # return reads the purchase before it waits for the account lock (see process_return).
+    txn = session.get(Transaction, transaction_id, with_for_update=for_update, populate_existing=for_update)
     if txn is None:
         raise NotFound("No such transaction")
     return txn

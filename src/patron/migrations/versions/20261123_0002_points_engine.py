@@ -19,6 +19,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("program", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("config_version", sa.Integer(), server_default="0", nullable=False))
     op.create_table('earning_rules',
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
@@ -165,10 +167,28 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('lot_allocations', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_lot_allocations_entry_id'), ['entry_id'], unique=False)
-
+    op.create_table(
+        "tier_changes",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("member_id", sa.Uuid(), nullable=False),
+        sa.Column("from_code", sa.String(length=40), nullable=True),
+        sa.Column("to_code", sa.String(length=40), nullable=False),
+        sa.Column("reason", sa.String(length=40), nullable=False),
+        sa.Column("metric_value", sa.BigInteger(), nullable=False),
+        sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["member_id"], ["members.id"], name=op.f("fk_tier_changes_member_id_members")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_tier_changes")),
+    )
+    with op.batch_alter_table("tier_changes", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_tier_changes_member_id"), ["member_id"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("tier_changes", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_tier_changes_member_id"))
+    op.drop_table("tier_changes")
+    with op.batch_alter_table("program", schema=None) as batch_op:
+        batch_op.drop_column("config_version")
     with op.batch_alter_table('lot_allocations', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_lot_allocations_entry_id'))
 
