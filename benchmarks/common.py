@@ -71,22 +71,50 @@ def seed_members(db: Database, count: int, *, batch: int = 10_000, seed: int = 7
             mid = new_id()
             members.append(
                 {
-                    "id": mid, "number": with_check_digit(f"2{i:08d}"), "first_name": "Bench", "last_name": f"M{i}",
-                    "email": f"m{i}@bench.example", "phone": f"+7900{i:07d}", "language": "ru", "status": "active",
-                    "channel": "import", "tier_code": "member", "referral_code": f"B{i:09d}", "attributes": {},
-                    "rules_version": "1", "rules_accepted_at": now, "marketing_email": False, "marketing_sms": False,
-                    "marketing_push": False, "enrolled_at": now - timedelta(days=rng.randint(0, 700)), "updated_at": now,
+                    "id": mid,
+                    "number": with_check_digit(f"2{i:08d}"),
+                    "first_name": "Bench",
+                    "last_name": f"M{i}",
+                    "email": f"m{i}@bench.example",
+                    "phone": f"+7900{i:07d}",
+                    "language": "ru",
+                    "status": "active",
+                    "channel": "import",
+                    "tier_code": "member",
+                    "referral_code": f"B{i:09d}",
+                    "attributes": {},
+                    "rules_version": "1",
+                    "rules_accepted_at": now,
+                    "marketing_email": False,
+                    "marketing_sms": False,
+                    "marketing_push": False,
+                    "enrolled_at": now - timedelta(days=rng.randint(0, 700)),
+                    "updated_at": now,
                 }
             )
             accounts.append(
-                {"member_id": mid, "available": 0, "pending": 0, "lifetime_earned": 0, "redeemed": 0, "expired": 0,
-                 "updated_at": now}
+                {
+                    "member_id": mid,
+                    "available": 0,
+                    "pending": 0,
+                    "lifetime_earned": 0,
+                    "redeemed": 0,
+                    "expired": 0,
+                    "updated_at": now,
+                }
             )
             number = with_check_digit(f"78{i:013d}")
             cards.append(number)
             card_rows.append(
-                {"id": new_id(), "kind": "loyalty", "number": number, "status": "active", "member_id": mid,
-                 "created_at": now, "updated_at": now}
+                {
+                    "id": new_id(),
+                    "kind": "loyalty",
+                    "number": number,
+                    "status": "active",
+                    "member_id": mid,
+                    "created_at": now,
+                    "updated_at": now,
+                }
             )
         with db.session(write=True) as s:
             s.execute(insert(Member), members)

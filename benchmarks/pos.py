@@ -83,12 +83,16 @@ def direct(db: Database, cards: list[str], concurrency: int, seconds: float) -> 
     return time.perf_counter() - started, latencies
 
 
-async def http_closed(base: str, key: str, cards: list[str], concurrency: int, seconds: float) -> tuple[float, list[float], int]:
+async def http_closed(
+    base: str, key: str, cards: list[str], concurrency: int, seconds: float
+) -> tuple[float, list[float], int]:
     latencies: list[float] = []
     errors = 0
     stop = time.perf_counter() + seconds
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {key}"}, limits=limits, timeout=30) as client:
+    async with httpx.AsyncClient(
+        base_url=base, headers={"Authorization": f"Bearer {key}"}, limits=limits, timeout=30
+    ) as client:
 
         async def worker(n: int) -> None:
             nonlocal errors
@@ -105,18 +109,26 @@ async def http_closed(base: str, key: str, cards: list[str], concurrency: int, s
         return time.perf_counter() - started, latencies, errors
 
 
-async def http_steady(base: str, key: str, cards: list[str], rate: float, seconds: float) -> tuple[float, list[float], int]:
+async def http_steady(
+    base: str, key: str, cards: list[str], rate: float, seconds: float
+) -> tuple[float, list[float], int]:
     latencies: list[float] = []
     errors = 0
     rng = random.Random(99)
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=64)
-    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {key}"}, limits=limits, timeout=30) as client:
+    async with httpx.AsyncClient(
+        base_url=base, headers={"Authorization": f"Bearer {key}"}, limits=limits, timeout=30
+    ) as client:
 
         async def one(scheduled: float) -> None:
             nonlocal errors
-            r = await client.post("/v1/transactions", json=body(cards, rng, "s"))
+            try:
+                r = await client.post("/v1/transactions", json=body(cards, rng, "s"))
+                ok = r.status_code == 201
+            except httpx.HTTPError:
+                ok = False
             latencies.append((time.perf_counter() - scheduled) * 1000)
-            if r.status_code != 201:
+            if not ok:
                 errors += 1
 
         started = time.perf_counter()
@@ -156,7 +168,9 @@ def main() -> None:
         key = db.write(lambda s: access.create_key(s, SYSTEM, role=Role.CASHIER, name="bench till")[1])
         db.write(
             lambda s: rules.create(
-                s, SYSTEM, RuleIn(name="1 point per 100", kind="spend", points=1, per_amount="100")  # type: ignore[arg-type]
+                s,
+                SYSTEM,
+                RuleIn(name="1 point per 100", kind="spend", points=1, per_amount="100"),  # type: ignore[arg-type]
             )
         )
         db.write(lambda s: rules.create(s, SYSTEM, RuleIn(name="Visit", kind="visit", points=5)))

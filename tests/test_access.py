@@ -46,14 +46,11 @@ def test_requests_without_a_valid_key_are_401(api):
             b = assert_problem(r, 401, "unauthorized")
             assert b["title"] == "Authentication required"
     assert state(api) == before
-
-
-def test_bearer_scheme_is_case_insensitive(api):
     r = api.get("/v1/program", role=None, headers={"Authorization": f"bearer {api.key('cashier')}"})
     assert r.status_code == 200
 
 
-def test_revoked_key_is_401(api):
+def test_revoked_key_is_401_by_id_or_prefix(api):
     r = api.post("/v1/api-keys", {"role": "cashier", "name": "till 9"})
     assert r.status_code == 201, r.text
     key = r.json()
@@ -68,9 +65,6 @@ def test_revoked_key_is_401(api):
     before = state(api)
     assert api.delete(f"/v1/api-keys/{key['id']}").json() == r.json()
     assert state(api) == before
-
-
-def test_revoke_by_prefix(api):
     key = api.post("/v1/api-keys", {"role": "analyst"}).json()
     r = api.delete(f"/v1/api-keys/{key['prefix']}")
     assert r.status_code == 200
@@ -213,16 +207,18 @@ def test_role_matrix_matches_api_md():
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=[e.name for e in ENDPOINTS])
 def test_role_may_or_may_not(api, endpoint):
-    for role in ROLES:
-        call = endpoint.prepare(api)
-        before = state(api)
+    calls = {role: endpoint.prepare(api) for role in ROLES}  # fresh data for each role
+    before = state(api)
+    for role in sorted(set(ROLES) - endpoint.allowed):
+        call = calls[role]
         r = api.request(call.method, call.path, role=role, json=call.json, params=call.params)
-        if role in endpoint.allowed:
-            assert r.status_code == endpoint.status, (role, r.text)
-        else:
-            b = assert_problem(r, 403, "forbidden")
-            assert b["detail"] == f"The {role} role may not do this"
-            assert state(api) == before, role
+        b = assert_problem(r, 403, "forbidden")
+        assert b["detail"] == f"The {role} role may not do this"
+    assert state(api) == before
+    for role in sorted(endpoint.allowed):
+        call = calls[role]
+        r = api.request(call.method, call.path, role=role, json=call.json, params=call.params)
+        assert r.status_code == endpoint.status, (role, r.text)
 
 
 # API keys --------------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ def set_balance(api: Any, member_id: str, available: int, pending: int) -> None:
 # Loyalty cards ---------------------------------------------------------------------------------
 
 
-def test_generated_loyalty_card(api):
+def test_generated_loyalty_cards(api):
     m = api.enrol()
     for payload in ({"kind": "loyalty"}, {}):
         r = api.post(f"/v1/members/{m['id']}/cards", payload, role="cashier")
@@ -65,8 +65,6 @@ def test_generated_loyalty_card(api):
         assert (card["kind"], card["status"], card["member_id"]) == ("loyalty", "active", m["id"])
         assert api.get(f"/v1/cards/{card['number']}", role="analyst").json() == card
 
-
-def test_generated_numbers_differ(api):
     m = api.enrol()
     numbers = {add_card(api, m["id"])["number"] for _ in range(5)}
     assert len(numbers) == 5
@@ -98,7 +96,7 @@ def test_given_number_must_pass_luhn(api):
     assert state(api) == before
 
 
-def test_number_of_another_member_is_refused(api):
+def test_number_of_another_member_is_refused_own_number_again_is_kept(api):
     owner, other = api.enrol(), api.enrol()
     card = add_card(api, owner["id"])
     before = state(api)
@@ -109,8 +107,7 @@ def test_number_of_another_member_is_refused(api):
     assert state(api) == before
     assert api.get(f"/v1/cards/{card['number']}").json()["member_id"] == owner["id"]
 
-
-def test_adding_the_members_own_number_again_creates_nothing(api):
+    # The member's own number given again: the same card, nothing new.
     m = api.enrol()
     card = add_card(api, m["id"])
     cards_before = dump(api.db)["cards"]
@@ -126,7 +123,7 @@ def test_unknown_card_is_404(api):
 # Batches ---------------------------------------------------------------------------------------
 
 
-def test_batch_issue(api):
+def test_batch_issue_with_and_without_prefix(api):
     cards = batch(api, 3)
     assert len(cards) == 3
     assert len({c["number"] for c in cards}) == 3
@@ -138,8 +135,6 @@ def test_batch_issue(api):
     # An issued card has no member yet.
     assert_problem(api.get("/v1/identify", params={"card": cards[0]["number"]}), 404, "not_found")
 
-
-def test_batch_with_prefix(api):
     cards = batch(api, 2, prefix="1234567890")
     assert all(re.fullmatch(r"1234567890\d{6}", c["number"]) and is_valid(c["number"]) for c in cards)
     assert len({c["number"] for c in cards}) == 2
@@ -160,7 +155,7 @@ def test_malformed_batch_is_refused(api):
     assert state(api) == before
 
 
-def test_activate_an_issued_card(api):
+def test_activate_or_give_an_issued_card(api):
     m = api.enrol()
     card = batch(api, 1)[0]
     r = api.post(f"/v1/cards/{card['number']}/activate", {"member_id": m["id"]}, role="cashier")
@@ -175,8 +170,7 @@ def test_activate_an_issued_card(api):
     assert (again.status_code, again.json()) == (200, active)
     assert state(api) == before
 
-
-def test_giving_an_issued_number_to_a_member_takes_that_card(api):
+    # Giving an issued number to a member takes that card.
     m = api.enrol()
     card = batch(api, 1)[0]
     cards_before = len(dump(api.db)["cards"])
@@ -275,7 +269,7 @@ def test_replace_moves_the_member_to_a_new_card(api):
     assert row.replaced_by_id == new_row.id
 
 
-def test_replace_into_a_given_number(api):
+def test_replace_into_a_given_number_an_issued_card_or_from_a_blocked_card(api):
     m = api.enrol()
     old = add_card(api, m["id"])
     number = luhn("780099990000777")
@@ -283,8 +277,6 @@ def test_replace_into_a_given_number(api):
     assert r.status_code == 201, r.text
     assert r.json() == {"number": number, "kind": "loyalty", "status": "active", "member_id": m["id"]}
 
-
-def test_replace_into_an_issued_card(api):
     m = api.enrol()
     old = add_card(api, m["id"])
     spare = batch(api, 1)[0]
@@ -292,8 +284,6 @@ def test_replace_into_an_issued_card(api):
     assert r.status_code == 201, r.text
     assert r.json() == {**spare, "status": "active", "member_id": m["id"]}
 
-
-def test_replace_a_blocked_card(api):
     m = api.enrol()
     old = add_card(api, m["id"])
     api.post(f"/v1/cards/{old['number']}/block", {"reason": "lost"})

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import itertools
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +152,8 @@ def assert_ledger_clean(db: Database) -> None:
 
 
 def account_of(db: Database, member_id: str) -> PointAccount:
-    account = db.read(lambda s: s.scalars(select(PointAccount).where(PointAccount.member_id == _uuid(member_id))).one())
+    account = db.read(lambda s: s.get(PointAccount, uuid.UUID(member_id)))
+    assert account is not None
     return account
 
 
@@ -158,7 +161,7 @@ def entries_of(db: Database, member_id: str) -> list[LedgerEntry]:
     return list(
         db.read(
             lambda s: s.scalars(
-                select(LedgerEntry).where(LedgerEntry.member_id == _uuid(member_id)).order_by(LedgerEntry.id)
+                select(LedgerEntry).where(LedgerEntry.member_id == uuid.UUID(member_id)).order_by(LedgerEntry.id)
             ).all()
         )
     )
@@ -168,12 +171,6 @@ def transactions_with(db: Database, prefix: str) -> list[Transaction]:
     return list(
         db.read(lambda s: s.scalars(select(Transaction).where(Transaction.external_id.startswith(prefix))).all())
     )
-
-
-def _uuid(value: str) -> Any:
-    import uuid
-
-    return uuid.UUID(value)
 
 
 def assert_one_fresh_answer(answers: list[Answer]) -> Answer:
@@ -313,6 +310,51 @@ def test_racing_payments_with_points_and_earnings(live: Live) -> None:
     assert len(transactions_with(live.db, "earn-")) == 20
     assert len(transactions_with(live.db, "spend-")) == len(won)
     assert account_of(live.db, member).available == 200 - 10 * len(won)
+    assert_ledger_clean(live.db)
+
+
+def test_point_jobs_race_with_purchases_and_redemptions(live: Live) -> None:
+    live.spend_rule()
+    members = [live.enrol(points=300) for _ in range(3)]
+    # Purchases from now on earn points held 2 days and expiring 10 days after the purchase.
+    r = live.client.patch("/v1/program", json={"pending_days": 2, "expiry": {"policy": "after_days", "days": 10}})
+    assert r.status_code == 200, r.text
+    now = datetime.now(UTC)
+    release = ("/v1/jobs/release-pending/run", {"as_of": (now + timedelta(days=3)).isoformat()})
+    expire = ("/v1/jobs/expire-points/run", {"as_of": (now + timedelta(days=11)).isoformat()})
+    calls: list[Call] = []
+    for i in range(12):
+        for j, member in enumerate(members):
+            calls.append(
+                ("/v1/transactions", {"external_id": f"job-t-{i}-{j}", "member_id": member, "total": "200.00"})
+            )
+            calls.append((f"/v1/members/{member}/points/redemptions", {"external_id": f"job-r-{i}-{j}", "points": 40}))
+        if i % 3 == 0:
+            calls += [release, expire]
+
+    answers = live.fire(calls)
+    for (path, _), a in zip(calls, answers, strict=True):
+        if path.startswith("/v1/jobs/"):
+            assert a.status == 200, a.body
+        elif "redemptions" in path:
+            assert (a.status, a.code) in ((201, None), (409, "insufficient_points")), a.body
+        else:
+            assert a.status == 201 and a.body["points_earned"] == 20, a.body
+    # Run once more after the storm: everything due was done, and nothing is done twice.
+    for path, body in (release, expire):
+        r = live.client.post(path, json=body)
+        assert r.status_code == 200, r.text
+    for path, body in (release, expire):
+        r = live.client.post(path, json=body)
+        assert r.json()["result"]["points"] == 0
+
+    for member in members:
+        entries = entries_of(live.db, member)
+        assert all(e.balance_after >= 0 for e in entries)
+        account = account_of(live.db, member)
+        assert account.pending == 0  # released by the last run, or expired
+        assert account.available >= 0
+        assert account.available == 300 + 12 * 20 - account.redeemed - account.expired
     assert_ledger_clean(live.db)
 
 

@@ -118,7 +118,7 @@ def test_good_rows_are_kept_and_bad_rows_reported_with_line_and_reason(db):
     assert got[6] == "duplicate within the file: email also on line 2"
     assert got[7] == "bad card: not a valid card number (check digit does not match)"
     assert got[8] == "duplicate within the file: card also on line 2"
-    assert got[9] == "bad birth_date: must be a real date in the past"
+    assert got[9] == "bad birth_date: birth_date must be a real date in the past"
     assert got[10] == "bad language: 'fr' is not one of en, ru, zh"
     assert got[11] == "bad marketing_sms: 'maybe' is not true/false, yes/no or 1/0"
     assert got[12] == "needs an email or a phone"
@@ -175,7 +175,8 @@ def test_consents_accounts_cards_and_one_audit_entry(db):
     assert count(db, AuditEntry) == 1  # no entry per row
 
 
-def test_clashes_with_the_database_and_across_batches(db):
+@pytest.mark.parametrize("processes", [0, 1], ids=["thread", "worker-process"])
+def test_clashes_with_the_database_and_across_batches(db, processes):
     def seed(s):
         old = members.enrol(
             s,
@@ -208,7 +209,7 @@ def test_clashes_with_the_database_and_across_batches(db):
             f"I,Nine,i@example.com,,,en,{free},,,",  # 10: the card line 5 took
         ]
     )
-    report = run_import(db, text + "\n", batch_size=2)
+    report = run_import(db, text + "\n", batch_size=2, processes=processes)
     assert reasons(report) == {
         2: "already a member (email)",
         3: "already a member (phone)",
@@ -224,7 +225,7 @@ def test_clashes_with_the_database_and_across_batches(db):
     assert (taken.status, taken.member_id) == ("active", d.id)
 
     # The same file again: everything is now in the database, and it says so.
-    again = run_import(db, text + "\n", batch_size=2)
+    again = run_import(db, text + "\n", batch_size=2, processes=processes)
     assert again.imported == 0
     assert reasons(again)[7] == "already a member (email); already a member (phone)"
     assert reasons(again)[5] == "already a member (email); card in use by another member"
@@ -372,3 +373,44 @@ def test_cli_import_and_export(db, db_url, tmp_path):
     result = runner.invoke(app, ["import", "members", str(bad)], env=env)
     assert result.exit_code == 1
     assert "unknown column 'surname'" in result.output
+
+
+def test_in_background_hands_over_items_and_errors():
+    assert list(importing.in_background(iter(range(10)), ahead=2)) == list(range(10))
+
+    def failing():
+        yield 1
+        raise ValueError("broken")
+
+    failed = importing.in_background(failing())
+    assert next(failed) == 1
+    with pytest.raises(ValueError, match="broken"):
+        next(failed)
+
+    closed = []
+
+    def endless():
+        try:
+            n = 0
+            while True:
+                yield n
+                n += 1
+        finally:
+            closed.append(True)
+
+    stream = importing.in_background(endless())
+    assert next(stream) == 0
+    stream.close()  # stops the thread and closes the source
+    assert closed == [True]
+
+
+def test_cli_import_refuses_a_file_that_is_not_utf8(db_url, tmp_path):
+    from patron.cli import app
+
+    source = tmp_path / "cp1251.csv"
+    source.write_bytes((HEADER + "\nАнна,Иванова,anna@example.com,,,ru,,,,\n").encode("cp1251"))
+    result = CliRunner().invoke(
+        app, ["import", "members", str(source)], env={"PATRON_DATABASE_URL": db_url, "PATRON_SECRET": TEST_SECRET}
+    )
+    assert result.exit_code == 1
+    assert "is not UTF-8 text" in result.output

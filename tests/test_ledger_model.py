@@ -12,19 +12,27 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any, TypeVar
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
-from sqlalchemy import func, select, update
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from patron.access.principal import SYSTEM
@@ -47,7 +55,6 @@ from patron.transactions.models import Transaction
 from patron.transactions.schemas import ItemIn, ReturnIn, ReturnItemIn, TransactionIn
 from tests.conftest import TEST_SECRET
 
-T = TypeVar("T")
 SECRET = TEST_SECRET.encode()
 T0 = datetime(2031, 12, 1, 9, 0, tzinfo=UTC)  # a month before a year end, for end_of_year expiry
 EARLIEST = datetime.min.replace(tzinfo=UTC)
@@ -223,6 +230,12 @@ class Model:
 # Reading the database --------------------------------------------------------------------------------
 
 
+def lot_state(lot: Lot | PointLot) -> tuple[int, bool]:
+    """What is left in a lot, and whether that is pending. An empty lot's pending flag means
+    nothing (releasing skips a member with nothing pending), so it is not compared."""
+    return lot.remaining, lot.pending and lot.remaining > 0
+
+
 def snapshot(db: Database, member_id: uuid.UUID) -> Any:
     """Everything of one member's points, to prove that a refusal changed nothing."""
 
@@ -269,10 +282,13 @@ def set_programme(session: Session, *, pending_days: int, expiry: Expiry) -> Non
 def only_rules(session: Session, *given: RuleIn) -> None:
     """Switch off the rules of earlier examples (the database outlives them) and add these."""
     session.execute(update(EarningRule).values(active=False))
+    program_service.bump_config(session)  # processes cache the rules by the config version
     for data in given:
         rules.create(session, SYSTEM, data)
 
 
+# Shares of the spendable balance that redemptions take; more than all of it is refused.
+PARTS = [Fraction(1, 3), Fraction(1), Fraction(1), Fraction(3, 2)]
 ONE_PER_ROUBLE = RuleIn(name="1 per rouble", kind="spend", points=1, per_amount=Decimal("1.00"))
 
 
@@ -312,6 +328,23 @@ def ledger_machine(db: Database) -> type[RuleBasedStateMachine]:
             assert snapshot(db, self.member_id) == before
             return None
 
+        def released(self) -> Model:
+            """The model as a request would see it: matured points released first. A refused
+            request rolls that back too, so this is a copy."""
+            m = copy.deepcopy(self.model)
+            m.release(m.now)
+            return m
+
+        def part_of_balance(self, part: Fraction) -> int:
+            """A share of what a request could spend now, at least one point; more than all of it
+            for a part above one, so that some requests are refused."""
+            return max(1, math.ceil(max(self.released().available, 0) * part))
+
+        @initialize(opening=st.integers(0, 300))
+        def open_account(self, opening: int) -> None:
+            if opening:
+                self.adjust_up(opening)
+
         @rule(hours=st.sampled_from([1, 20, 48, 24 * 4, 24 * 9]))
         def advance(self, hours: int) -> None:
             self.model.now += timedelta(hours=hours)
@@ -319,16 +352,23 @@ def ledger_machine(db: Database) -> type[RuleBasedStateMachine]:
         @rule(
             quantity=st.integers(1, 3),
             unit_price=st.integers(1, 90),
-            redeem=st.one_of(st.just(0), st.integers(1, 160)),
+            redeem_part=st.sampled_from([None, None, *PARTS]),
             pending_days=st.sampled_from([0, 0, 2, 5]),
             expiry=st.sampled_from([None, 3, 20, "end_of_year"]),
             days_ago=st.sampled_from([0, 0, 1, 4]),
         )
         def purchase(
-            self, quantity: int, unit_price: int, redeem: int, pending_days: int, expiry: Expiry, days_ago: int
+            self,
+            quantity: int,
+            unit_price: int,
+            redeem_part: Fraction | None,
+            pending_days: int,
+            expiry: Expiry,
+            days_ago: int,
         ) -> None:
             m = self.model
             total = quantity * unit_price
+            redeem = 0 if redeem_part is None else self.part_of_balance(redeem_part)
             occurred_at = m.now - timedelta(days=days_ago)
             data = TransactionIn(
                 external_id=f"p{next(_seq)}",
@@ -393,15 +433,9 @@ def ledger_machine(db: Database) -> type[RuleBasedStateMachine]:
             lot_id = self.attempt(work, None)
             m.credit("bonus", Lot(lot_id, None, points, False, available_at, expires_at), points)
 
-        def released(self) -> Model:
-            """The model as a request would see it: matured points released first. A refused
-            request rolls that back too, so this is a copy."""
-            m = copy.deepcopy(self.model)
-            m.release(m.now)
-            return m
-
-        @rule(points=st.integers(1, 160))
-        def redeem(self, points: int) -> None:
+        @rule(part=st.sampled_from(PARTS))
+        def redeem(self, part: Fraction) -> None:
+            points = self.part_of_balance(part)
             refusal = InsufficientPoints if self.released().available < points else None
             data = RedemptionIn(external_id=f"r{next(_seq)}", points=points)
             if self.attempt(lambda s: ledger.redeem(s, SYSTEM, self.member_id, data), refusal) is None:
@@ -409,8 +443,15 @@ def ledger_machine(db: Database) -> type[RuleBasedStateMachine]:
             self.model.release(self.model.now)
             self.model.debit("redeem", points)
 
-        @rule(points=st.integers(-160, 160).filter(bool))
-        def adjust(self, points: int) -> None:
+        @rule(points=st.integers(1, 160))
+        def adjust_up(self, points: int) -> None:
+            self._adjust(points)
+
+        @rule(part=st.sampled_from(PARTS))
+        def adjust_down(self, part: Fraction) -> None:
+            self._adjust(-self.part_of_balance(part))
+
+        def _adjust(self, points: int) -> None:
             refusal = InsufficientPoints if points < 0 and self.released().available < -points else None
             data = AdjustmentIn(external_id=f"a{next(_seq)}", points=points, reason="model adjustment")
             entry = self.attempt(lambda s: ledger.adjust(s, SYSTEM, self.member_id, data), refusal)
@@ -432,6 +473,23 @@ def ledger_machine(db: Database) -> type[RuleBasedStateMachine]:
             fits = returned <= p.quantity and p.share(returned, p.returned_amount) <= 1
             data = ReturnIn(external_id=f"x{next(_seq)}", items=[ReturnItemIn(sku="A", quantity=Decimal(quantity))])
             self._return(p, data, returned, p.returned_amount, fits)
+
+        @precondition(lambda self: any(p.returned_quantity < p.quantity for p in self.purchases))
+        @rule(pick=st.integers(0, 1000))
+        def return_the_rest(self, pick: int) -> None:
+            """Everything not yet returned of a purchase, most often after its points were spent."""
+            open_purchases = [p for p in self.purchases if p.returned_quantity < p.quantity]
+            p = open_purchases[pick % len(open_purchases)]
+            self.return_items(self.purchases.index(p), p.quantity - p.returned_quantity)
+
+        @precondition(lambda self: any(p.returned_quantity < p.quantity and p.earned for p in self.purchases))
+        @rule(pick=st.integers(0, 1000))
+        def spend_everything_then_return(self, pick: int) -> None:
+            """The way into debt: the points a purchase earned are spent, then the goods come back."""
+            open_purchases = [p for p in self.purchases if p.returned_quantity < p.quantity and p.earned]
+            p = open_purchases[pick % len(open_purchases)]
+            self.redeem(Fraction(1))
+            self.return_items(self.purchases.index(p), p.quantity - p.returned_quantity)
 
         @precondition(lambda self: self.purchases)
         @rule(pick=st.integers(0, 1000), amount=st.integers(1, 200))
@@ -461,14 +519,17 @@ def ledger_machine(db: Database) -> type[RuleBasedStateMachine]:
                 m.restore(p, to_restore)
             assert (answer.balance.available, answer.balance.pending) == (m.available, m.pending)
 
-        @rule()
-        def release_pending_job(self) -> None:
+        # The daily jobs run a while after the last request, so time moves with them.
+        @rule(days=st.sampled_from([0, 1, 3, 10]))
+        def release_pending_job(self, days: int) -> None:
+            self.model.now += timedelta(days=days)
             with clock.frozen(self.model.now):
                 jobs.release_pending(db, self.model.now)
             self.model.release(self.model.now)
 
-        @rule()
-        def expire_points_job(self) -> None:
+        @rule(days=st.sampled_from([0, 1, 3, 10]))
+        def expire_points_job(self, days: int) -> None:
+            self.model.now += timedelta(days=days)
             with clock.frozen(self.model.now):
                 jobs.expire_points(db, self.model.now)
             self.model.expire(self.model.now)
@@ -481,11 +542,18 @@ def ledger_machine(db: Database) -> type[RuleBasedStateMachine]:
             def read(s: Session) -> Any:
                 account = s.get(PointAccount, self.member_id)
                 assert account is not None
-                total = s.scalar(select(func.sum(LedgerEntry.points)).where(LedgerEntry.member_id == self.member_id))
+                entries = s.execute(
+                    select(LedgerEntry.points, LedgerEntry.balance_after)
+                    .where(LedgerEntry.member_id == self.member_id)
+                    .order_by(LedgerEntry.id)  # time-ordered ids: the order they were written in
+                ).all()
                 lots = s.scalars(select(PointLot).where(PointLot.member_id == self.member_id)).all()
-                return account, total or 0, {lot.id: (lot.remaining, lot.pending) for lot in lots}, verify(s)[1]
+                return account, entries, {lot.id: lot_state(lot) for lot in lots}, verify(s)[1]
 
-            account, total, lots, mismatches = db.read(read)
+            account, entries, lots, mismatches = db.read(read)
+            running = list(itertools.accumulate(points for points, _ in entries))
+            assert [after for _, after in entries] == running  # every entry says the balance it left
+            total = running[-1] if running else 0
             assert (account.available, account.pending) == (m.available, m.pending)
             assert (account.lifetime_earned, account.redeemed, account.expired) == (
                 m.lifetime_earned,
@@ -493,7 +561,7 @@ def ledger_machine(db: Database) -> type[RuleBasedStateMachine]:
                 m.expired,
             )
             assert account.available + account.pending == total
-            assert lots == {lot.id: (lot.remaining, lot.pending) for lot in m.lots.values()}
+            assert lots == {lot.id: lot_state(lot) for lot in m.lots.values()}
             assert mismatches == []
 
     return LedgerMachine

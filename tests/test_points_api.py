@@ -402,3 +402,18 @@ def test_no_welcome_rule_no_bonus(api):
     m = api.enrol()
     assert m["points"] == {"available": 0, "pending": 0}
     assert ledger(api, m["id"])["items"] == []
+
+
+def test_external_ids_are_unique_per_kind_of_request(api):
+    rule(api, kind="event", name="Survey", event_type="survey", points=50)
+    m = api.enrol()
+    # the same external_id names four different requests, one of each kind: all of them happen
+    assert adjust(api, m["id"], 100, "x1").status_code == 201
+    assert redeem(api, m["id"], 30, "x1").status_code == 201
+    assert event(api, m["id"], "survey", "x1").status_code == 201
+    r = api.post("/v1/transactions", {"external_id": "x1", "member_id": m["id"], "total": "10.00"}, role="cashier")
+    assert r.status_code == 201, r.text
+    assert "Idempotent-Replayed" not in r.headers
+    # 100 − 30 + 50
+    assert points(api, m["id"])["available"] == 120
+    assert_ledger_consistent(api)

@@ -61,7 +61,7 @@ def test_patch_each_field(api):
 
 
 def test_currency_change_keeps_the_point_value(api):
-    assert patch(api, {"currency": "usd"})[("point_value")] == "1.00"
+    assert patch(api, {"currency": "usd"})["point_value"] == "1.00"
     out = patch(api, {"currency": "JPY"})
     assert (out["currency"], out["point_value"]) == ("JPY", "1")
     out = patch(api, {"currency": "BHD"})

@@ -72,3 +72,21 @@ def test_spend_metric_progress_is_money(api):
     assert member["tier_progress"] == {"metric": "spend", "value": "99.50", "next_tier": "regular", "needed": "0.50"}
     r = api.post("/v1/transactions", {"external_id": "t2", "member_id": m["id"], "total": "0.50"})
     assert r.json()["tier"]["code"] == "regular"
+
+
+def test_item_returns_lower_the_spend_metric(api):
+    api.put("/v1/tiers", {**LADDER, "metric": "spend", "window_days": None})
+    m = api.enrol()
+    items = [
+        {"sku": "TYRE", "category": "tyres", "quantity": "4", "unit_price": "20.00"},
+        {"sku": "WASH", "category": "service", "quantity": "1", "unit_price": "20.00"},
+    ]
+    t = api.post("/v1/transactions", {"external_id": "t1", "member_id": m["id"], "items": items}).json()
+    assert t["amount_due"] == "100.00"
+    r = api.post(
+        f"/v1/transactions/{t['id']}/returns", {"external_id": "r1", "items": [{"sku": "TYRE", "quantity": "1"}]}
+    )
+    assert r.status_code == 201, r.text
+    member = api.get(f"/v1/members/{m['id']}").json()
+    # 100.00 spent, one 20.00 tyre back: 80.00 counts towards the next tier.
+    assert member["tier_progress"]["value"] == "80.00"

@@ -7,7 +7,6 @@ from typing import Any
 
 from patron.kit import clock
 from patron.ledger.verify import verify
-from patron.tiers.models import Tier
 from tests.helpers import assert_problem, counts, state
 
 ANSWER_KEYS = {
@@ -307,18 +306,38 @@ def test_multipliers_and_fixed_bonuses_through_the_api(api):
     assert t["balance"]["available"] == 315
 
 
+def ladder(api: Any, *tiers: tuple[str, int, str]) -> None:
+    body = {
+        "metric": "points",
+        "tiers": [{"code": c, "name": c.title(), "threshold": t, "multiplier": m} for c, t, m in tiers],
+    }
+    r = api.put("/v1/tiers", body, role="marketer")
+    assert r.status_code == 200, r.text
+
+
 def test_tier_multiplier_multiplies_the_running_sum(api):
     spend_rule(api, points=1, per_amount="10.00", name="base")
-
-    def set_multiplier(s):  # type: ignore[no-untyped-def]
-        s.get(Tier, "member").multiplier = "1.25"
-
-    api.db.write(set_multiplier)
+    ladder(api, ("member", 0, "1.25"))
     m = api.enrol()
     t = bought(api, m["id"], "t1", total="1234.56")
     # floor(1234.56 / 10) = 123; floor(123 × 1.25) = floor(153.75) = 153
     assert t["points_earned"] == 153
     assert t["breakdown"][1] == {"rule_id": None, "rule_name": "Tier Member ×1.25", "points": 30}
+
+
+def test_an_upgrade_the_purchase_earns_is_in_its_answer(api):
+    spend_rule(api, points=1, per_amount="10.00", name="base")
+    ladder(api, ("member", 0, "1"), ("silver", 100, "1.5"))
+    m = api.enrol()
+    t = bought(api, m["id"], "t1", total="990.00")
+    # 99 points: not yet silver
+    assert (t["points_earned"], t["tier"]) == (99, {"code": "member", "name": "Member"})
+    t = bought(api, m["id"], "t2", total="10.00")
+    # 1 more makes 100: silver, in this answer already; this purchase still earned at the old tier
+    assert (t["points_earned"], t["tier"]) == (1, {"code": "silver", "name": "Silver"})
+    t = bought(api, m["id"], "t3", total="100.00")
+    # floor(10 × 1.5) = 15
+    assert (t["points_earned"], t["tier"]["code"]) == (15, "silver")
 
 
 def test_inactive_and_conditional_rules(api):

@@ -19,13 +19,13 @@ from patron import __version__, logs
 from patron.access.api import router as access_router
 from patron.audit.api import router as audit_router
 from patron.cards.api import router as cards_router
-from patron.events.api import router as events_router
-from patron.jobs.api import router as jobs_router
-from patron.ledger.api import router as ledger_router
 from patron.config import Settings, get_settings
 from patron.db import Database
 from patron.errors import PROBLEM_JSON, PatronError
+from patron.events.api import router as events_router
+from patron.jobs.api import router as jobs_router
 from patron.kit import context
+from patron.ledger.api import router as ledger_router
 from patron.members.api import router as members_router
 from patron.program.api import router as program_router
 from patron.rules.api import router as rules_router

@@ -1,4 +1,5 @@
-"""The `patron` command. Each command parses its options, opens one transaction and calls a service."""
+"""The `patron` command. Each command parses its options and calls services in a transaction;
+long work (import, demo) commits batch by batch and shows a progress bar on stderr."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from rich.progress import (
 from patron.access import service as access
 from patron.access.principal import Actor
 from patron.access.roles import Role
-from patron.config import ConfigError, Settings, get_settings
+from patron.config import ConfigError, Settings
 from patron.db import Database
 from patron.errors import PatronError
 
@@ -40,6 +41,10 @@ export_app = typer.Typer(help="Write members out as CSV.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(import_app, name="import")
 app.add_typer(export_app, name="export")
+jobs_app = typer.Typer(help="Scheduled jobs, run by hand.", no_args_is_help=True)
+ledger_app = typer.Typer(help="The points ledger.", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(ledger_app, name="ledger")
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -149,7 +154,7 @@ def import_members(
         Path | None,
         typer.Option("--errors", help="Write the refused rows here with their line and reason; fix and import again"),
     ] = None,
-    batch_size: Annotated[int, typer.Option(min=1, max=50_000, help="Rows per transaction")] = 2000,
+    batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="Rows per transaction")] = 2000,
 ) -> None:
     """Import members from CSV, keeping the good rows and reporting every refused one.
 
@@ -168,15 +173,20 @@ def import_members(
             csvfile = importing.MemberCsv(source)
         except PatronError as exc:
             fail(f"{file}: {exc.detail}")
+        except UnicodeDecodeError:
+            fail(f"{file} is not UTF-8 text; save it as CSV UTF-8 and import it again")
         on_refused = None
         if errors is not None:
             on_refused = importing.RefusalWriter(
                 stack.enter_context(errors.open("w", encoding="utf-8", newline="")), csvfile
             )
         advance = stack.enter_context(progress_bar("Importing members", max(count_lines(file) - 1, 0)))
-        report = importing.import_members(
-            db, CLI_ACTOR, csvfile, batch_size=batch_size, on_progress=advance, on_refused=on_refused
-        )
+        try:
+            report = importing.import_members(
+                db, CLI_ACTOR, csvfile, batch_size=batch_size, on_progress=advance, on_refused=on_refused
+            )
+        except UnicodeDecodeError:
+            fail(f"stopped: {file} is not UTF-8 text past some point; the rows before it were imported")
     console.print(f"Imported {report.imported} members, refused {report.refused}.", highlight=False)
     for refusal in report.refusals[:shown]:
         console.print(f"  line {refusal.line}: {refusal.reason}", markup=False, highlight=False)
@@ -197,7 +207,7 @@ def export_members(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="The CSV file; standard output if absent")
     ] = None,
-    batch_size: Annotated[int, typer.Option(min=1, max=50_000, help="Rows read at a time")] = 2000,
+    batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="Rows read at a time")] = 2000,
 ) -> None:
     """Export members as CSV, in the format `patron import members` reads back."""
     from patron.members import exporting
@@ -241,6 +251,16 @@ def demo(
         f"bank cards, {result.blocked_members} blocked members.",
         highlight=False,
     )
+    console.print(
+        f"History of {result.history_members} members: {result.purchases} purchases, {result.returns} returns, "
+        f"{result.surveys} surveys answered; {result.points_issued} points issued ({result.points_earned} on "
+        f"purchases, {result.points_bonus} bonuses), {result.points_redeemed} redeemed, {result.points_reversed} "
+        f"taken back by returns, {result.points_expired} expired.",
+        highlight=False,
+    )
+    console.print("Tiers: " + ", ".join(f"{name} {n}" for name, n in result.tiers) + ".", highlight=False)
+    if result.history_members < result.members:
+        console.print(f"The other {result.members - result.history_members} members have no history.", highlight=False)
     console.print("Locations:", highlight=False)
     for loc in result.locations:
         console.print(f"  {loc.code}  {loc.name}, {loc.address}", highlight=False)
@@ -267,6 +287,49 @@ def _next_steps() -> None:
     console.print(f"  API docs:  {demo_data.SERVER}/docs", highlight=False)
 
 
+@jobs_app.command("run")
+def jobs_run(
+    name: Annotated[str, typer.Argument(help="release-pending, expire-points, ...")],
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Act as if it were this RFC 3339 instant")] = None,
+) -> None:
+    """Run one scheduled job now."""
+    from datetime import datetime
+
+    from patron.audit import service as audit
+    from patron.jobs import registry
+    from patron.kit import clock
+
+    if name not in registry.JOBS:
+        fail(f"no job named {name!r}; jobs: {', '.join(sorted(registry.JOBS))}")
+    when = clock.now()
+    if as_of is not None:
+        try:
+            when = datetime.fromisoformat(as_of)
+        except ValueError:
+            fail(f"--as-of {as_of!r} is not an RFC 3339 time such as 2026-12-31T23:59:59+03:00")
+        if when.tzinfo is None:
+            fail("--as-of needs an offset, for example 2026-12-31T23:59:59+03:00")
+    db = database(pool=True)
+    with progress_bar(f"{name} as of {when.isoformat()}", None) as advance:
+        result = registry.run(db, name, when, advance)
+    db.write(lambda s: audit.record(s, CLI_ACTOR, "job.run", "job", name, {"as_of": when.isoformat(), **result}))
+    console.print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in result.items()), highlight=False)
+
+
+@ledger_app.command("verify")
+def ledger_verify() -> None:
+    """Prove that every cached balance equals the sum of its ledger entries and its lots."""
+    from patron.ledger.verify import verify
+
+    db = database()
+    checked, mismatches = db.read(verify)
+    for m in mismatches:
+        err.print(f"  member {m.member_id}: {m.check}: cached {m.cached}, entries say {m.actual}", highlight=False)
+    if mismatches:
+        fail(f"{len(mismatches)} mismatch(es) in {checked} accounts")
+    console.print(f"Ledger verified: {checked} accounts, every balance equals its entries.", highlight=False)
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
@@ -276,7 +339,7 @@ def serve(
     """Serve the API, its docs and the web UI."""
     import uvicorn
 
-    settings = get_settings()
+    settings = Settings()
     settings.secret_key()  # fail now, clearly, rather than at the first request
     console.print(f"Patron on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
     uvicorn.run(
@@ -301,3 +364,7 @@ def main() -> None:
     except PatronError as exc:
         err.print(f"[red]refused:[/red] {exc.detail}")
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -31,8 +31,8 @@ router = APIRouter(tags=["cards"])
 
 def card_out(card: Card) -> CardOut | BankCardOut:
     if card.kind == "bank":
-        return BankCardOut(kind="bank", last4=card.last4 or "", status=card.status, member_id=card.member_id)  # type: ignore[arg-type]
-    return CardOut(number=card.number or "", kind="loyalty", status=card.status, member_id=card.member_id)  # type: ignore[arg-type]
+        return BankCardOut(kind="bank", last4=card.last4 or "", status=card.status, member_id=card.member_id)
+    return CardOut(number=card.number or "", kind="loyalty", status=card.status, member_id=card.member_id)
 
 
 @router.post(
@@ -73,7 +73,7 @@ def issue_batch(
     body: CardBatchIn, db: Database = Depends(get_db), actor: Actor = Depends(require(Perm.CARDS))
 ) -> CardList:
     return db.write(
-        lambda s: CardList(items=[card_out(c) for c in service.issue_batch(s, actor, body.count, body.prefix)])  # type: ignore[misc]
+        lambda s: CardList(items=[card_out(c) for c in service.issue_batch(s, actor, body.count, body.prefix)])
     )
 
 

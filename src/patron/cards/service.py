@@ -71,7 +71,7 @@ def get(session: Session, number: str, *, for_update: bool = False) -> Card:
         raise NotFound("No such card") from exc
     stmt = select(Card).where(Card.number == clean, Card.kind == "loyalty")
     if for_update:
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
     card = session.scalars(stmt).first()
     if card is None:
         raise NotFound("No such card")
@@ -148,7 +148,7 @@ def issue_batch(session: Session, actor: Actor, count: int, prefix: str | None) 
     taken = set(session.scalars(select(Card.number).where(Card.number.in_(numbers))))
     while taken:  # rare: replace the numbers that already exist and check again
         numbers -= taken
-        fresh = set()
+        fresh: set[str] = set()
         while len(numbers) + len(fresh) < count:
             fresh.add(with_check_digit(prefix + random_digits(CARD_LENGTH - 1 - len(prefix))))
         fresh -= numbers
@@ -243,9 +243,9 @@ def _by_number(session: Session, number: str, secret: bytes) -> Member:
         if member.status == "erased":
             raise NotFound("No member with this card")
         return member
-    member = session.scalars(select(Member).where(Member.number == number, Member.status != "erased")).first()
-    if member is not None:
-        return member
+    by_number = session.scalars(select(Member).where(Member.number == number, Member.status != "erased")).first()
+    if by_number is not None:
+        return by_number
     if is_valid(number) and 12 <= len(number) <= 19:
         bank = session.scalars(select(Card).where(Card.pan_hash == pan_hash(secret, number))).first()
         return _member_of(session, bank)

@@ -16,7 +16,9 @@ router = APIRouter(tags=["points"])
 
 
 @router.post("/events", status_code=201, response_model=EventOut, responses=problems(404, 409, 422))
-def post_event(body: EventIn, db: Database = Depends(get_db), actor: Actor = Depends(require(Perm.TRANSACT))) -> JSONResponse:
+def post_event(
+    body: EventIn, db: Database = Depends(get_db), actor: Actor = Depends(require(Perm.TRANSACT))
+) -> JSONResponse:
     return run_idempotent(
         db, "event", body.external_id, body.model_dump(mode="json"), lambda s: service.record(s, actor, body)
     )

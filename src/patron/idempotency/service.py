@@ -47,7 +47,9 @@ def claim(session: Session, scope: str, external_id: str, payload: Any) -> Repla
     digest = request_hash(payload)
     stmt = (
         _insert(session)
-        .values(scope=scope, external_id=external_id, request_hash=digest, status=0, response={}, created_at=clock.now())
+        .values(
+            scope=scope, external_id=external_id, request_hash=digest, status=0, response={}, created_at=clock.now()
+        )
         .on_conflict_do_nothing()
         .returning(IdempotencyRecord.scope)
     )

@@ -34,7 +34,10 @@ class JobRunOut(BaseModel):
 
 @router.post("/jobs/{name}/run", response_model=JobRunOut, responses=problems(404, 422))
 def run_job(
-    name: str, body: JobRunIn | None = None, db: Database = Depends(get_db), actor: Actor = Depends(require(Perm.ADMINISTER))
+    name: str,
+    body: JobRunIn | None = None,
+    db: Database = Depends(get_db),
+    actor: Actor = Depends(require(Perm.ADMINISTER)),
 ) -> JobRunOut:
     if name not in registry.JOBS:
         raise NotFound(f"No job named {name!r}; jobs: {', '.join(sorted(registry.JOBS))}")

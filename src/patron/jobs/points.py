@@ -36,14 +36,19 @@ def _lock_accounts(session: Session, member_ids: list[uuid.UUID]) -> dict[uuid.U
     return {a.member_id: a for a in rows}
 
 
-def _chunks(db: Database, find: Callable[[Session, uuid.UUID | None], list[uuid.UUID]], work: Callable[[Session, list[uuid.UUID]], int], progress: Progress | None) -> tuple[int, int]:
+def _chunks(
+    db: Database,
+    find: Callable[[Session, uuid.UUID | None], list[uuid.UUID]],
+    work: Callable[[Session, list[uuid.UUID]], int],
+    progress: Progress | None,
+) -> tuple[int, int]:
     members = points = 0
     after: uuid.UUID | None = None
     while True:
-        ids = db.read(lambda s: find(s, after))
+        ids = db.read(lambda s, after=after: find(s, after))  # type: ignore[misc]
         if not ids:
             return members, points
-        points += db.write(lambda s: work(s, ids))
+        points += db.write(lambda s, ids=ids: work(s, ids))  # type: ignore[misc]
         members += len(ids)
         after = ids[-1]
         if progress:
@@ -66,17 +71,27 @@ def release_pending(db: Database, as_of: datetime, progress: Progress | None = N
         plain = [m for m in ids if m in accounts and accounts[m].available >= 0]
         if plain:
             matured = (PointLot.pending.is_(True), PointLot.available_at <= as_of)
-            total = select(func.coalesce(func.sum(PointLot.remaining), 0)).where(
-                PointLot.member_id == PointAccount.member_id, *matured
-            ).scalar_subquery()
+            total = (
+                select(func.coalesce(func.sum(PointLot.remaining), 0))
+                .where(PointLot.member_id == PointAccount.member_id, *matured)
+                .scalar_subquery()
+            )
             released += int(
-                s.scalar(select(func.coalesce(func.sum(PointLot.remaining), 0)).where(PointLot.member_id.in_(plain), *matured))
+                s.scalar(
+                    select(func.coalesce(func.sum(PointLot.remaining), 0)).where(
+                        PointLot.member_id.in_(plain), *matured
+                    )
+                )
                 or 0
             )
             s.execute(
                 update(PointAccount)
                 .where(PointAccount.member_id.in_(plain))
-                .values(available=PointAccount.available + total, pending=PointAccount.pending - total, updated_at=clock.now()),
+                .values(
+                    available=PointAccount.available + total,
+                    pending=PointAccount.pending - total,
+                    updated_at=clock.now(),
+                ),
                 execution_options={"synchronize_session": False},
             )
             s.execute(
@@ -131,12 +146,16 @@ def expire_points(db: Database, as_of: datetime, progress: Progress | None = Non
         if not entries:
             return 0
         s.execute(insert(LedgerEntry), entries)
-        pending_part = select(
-            func.coalesce(func.sum(case((PointLot.pending.is_(True), PointLot.remaining), else_=0)), 0)
-        ).where(PointLot.member_id == PointAccount.member_id, *due).scalar_subquery()
-        all_part = select(func.coalesce(func.sum(PointLot.remaining), 0)).where(
-            PointLot.member_id == PointAccount.member_id, *due
-        ).scalar_subquery()
+        pending_part = (
+            select(func.coalesce(func.sum(case((PointLot.pending.is_(True), PointLot.remaining), else_=0)), 0))
+            .where(PointLot.member_id == PointAccount.member_id, *due)
+            .scalar_subquery()
+        )
+        all_part = (
+            select(func.coalesce(func.sum(PointLot.remaining), 0))
+            .where(PointLot.member_id == PointAccount.member_id, *due)
+            .scalar_subquery()
+        )
         s.execute(
             update(PointAccount)
             .where(PointAccount.member_id.in_(ids))
@@ -152,7 +171,7 @@ def expire_points(db: Database, as_of: datetime, progress: Progress | None = Non
             update(PointLot).where(PointLot.member_id.in_(ids), *due).values(remaining=0),
             execution_options={"synchronize_session": False},
         )
-        return -sum(e["points"] for e in entries)
+        return sum(-int(e["points"]) for e in entries)
 
     members, points = _chunks(db, find, work, progress)
     return {"members": members, "points": points}

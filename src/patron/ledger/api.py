@@ -20,7 +20,9 @@ router = APIRouter(tags=["points"])
 
 
 @router.get("/members/{member_id}/points", response_model=PointsOut, responses=problems(404))
-def get_points(member_id: uuid.UUID, db: Database = Depends(get_db), _: Actor = Depends(require(Perm.MEMBERS_READ))) -> PointsOut:
+def get_points(
+    member_id: uuid.UUID, db: Database = Depends(get_db), _: Actor = Depends(require(Perm.MEMBERS_READ))
+) -> PointsOut:
     def run(s: Session) -> PointsOut:
         members.get(s, member_id)
         return service.summary(s, member_id)
@@ -45,7 +47,10 @@ def get_ledger(
 
 
 @router.post(
-    "/members/{member_id}/points/adjustments", status_code=201, response_model=EntryOut, responses=problems(404, 409, 422)
+    "/members/{member_id}/points/adjustments",
+    status_code=201,
+    response_model=EntryOut,
+    responses=problems(404, 409, 422),
 )
 def post_adjustment(
     member_id: uuid.UUID,
@@ -54,11 +59,16 @@ def post_adjustment(
     actor: Actor = Depends(require(Perm.POINTS_ADJUST)),
 ) -> JSONResponse:
     payload = {"member_id": str(member_id), **body.model_dump(mode="json")}
-    return run_idempotent(db, "adjustment", body.external_id, payload, lambda s: service.adjust(s, actor, member_id, body))
+    return run_idempotent(
+        db, "adjustment", body.external_id, payload, lambda s: service.adjust(s, actor, member_id, body)
+    )
 
 
 @router.post(
-    "/members/{member_id}/points/redemptions", status_code=201, response_model=EntryOut, responses=problems(404, 409, 422)
+    "/members/{member_id}/points/redemptions",
+    status_code=201,
+    response_model=EntryOut,
+    responses=problems(404, 409, 422),
 )
 def post_redemption(
     member_id: uuid.UUID,
@@ -67,4 +77,6 @@ def post_redemption(
     actor: Actor = Depends(require(Perm.POINTS_REDEEM)),
 ) -> JSONResponse:
     payload = {"member_id": str(member_id), **body.model_dump(mode="json")}
-    return run_idempotent(db, "redemption", body.external_id, payload, lambda s: service.redeem(s, actor, member_id, body))
+    return run_idempotent(
+        db, "redemption", body.external_id, payload, lambda s: service.redeem(s, actor, member_id, body)
+    )

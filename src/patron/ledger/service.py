@@ -19,6 +19,7 @@ from patron.access.principal import Actor
 from patron.audit import service as audit
 from patron.errors import InsufficientPoints, NotFound, ValidationFailed
 from patron.kit import clock
+from patron.kit.ids import new_id
 from patron.kit.pagination import page
 from patron.ledger import policy
 from patron.ledger.models import LedgerEntry, LotAllocation, PointAccount, PointLot
@@ -59,6 +60,7 @@ def _entry(
 ) -> LedgerEntry:
     now = clock.now()
     entry = LedgerEntry(
+        id=new_id(),  # given here, so nothing needs flushing until the transaction ends
         member_id=account.member_id,
         kind=kind,
         points=points,
@@ -73,7 +75,6 @@ def _entry(
     )
     account.updated_at = now
     session.add(entry)
-    session.flush()
     return entry
 
 
@@ -259,9 +260,8 @@ def release_matured(session: Session, account: PointAccount, now: datetime) -> i
     if account.pending == 0:
         return 0
     lots = session.scalars(
-        select(PointLot).where(
-            PointLot.member_id == account.member_id, PointLot.pending.is_(True), PointLot.available_at <= now
-        )
+        select(PointLot)
+        .where(PointLot.member_id == account.member_id, PointLot.pending.is_(True), PointLot.available_at <= now)
         .order_by(*SPEND_ORDER)
     ).all()
     released = 0
@@ -291,7 +291,7 @@ def expiring(session: Session, member_id: uuid.UUID, *, limit: int = 10) -> list
         .order_by(PointLot.expires_at)
         .limit(limit)
     ).all()
-    return [(int(points), expires) for points, expires in rows]
+    return [(int(points), expires) for points, expires in rows if expires is not None]
 
 
 def transaction_entries(session: Session, transaction_id: uuid.UUID, kind: str) -> Sequence[LedgerEntry]:
@@ -303,7 +303,7 @@ def transaction_entries(session: Session, transaction_id: uuid.UUID, kind: str) 
 def entry_out(entry: LedgerEntry) -> EntryOut:
     return EntryOut(
         id=entry.id,
-        kind=entry.kind,  # type: ignore[arg-type]
+        kind=entry.kind,
         points=entry.points,
         balance_after=entry.balance_after,
         created_at=entry.created_at,
@@ -342,12 +342,12 @@ def adjust(session: Session, actor: Actor, member_id: uuid.UUID, data: Adjustmen
     src = Source(actor=actor, reason=data.reason)
     if data.points > 0:
         program = program_service.get(session)
-        entry = credit(session, account, "adjust", data.points, src, available_at=now, expires_at=policy.expires_at(program, now))
+        entry = credit(
+            session, account, "adjust", data.points, src, available_at=now, expires_at=policy.expires_at(program, now)
+        )
     else:
         entry = debit(session, account, "adjust", -data.points, src)
-    audit.record(
-        session, actor, "points.adjust", "member", member.id, {"points": data.points, "reason": data.reason}
-    )
+    audit.record(session, actor, "points.adjust", "member", member.id, {"points": data.points, "reason": data.reason})
     return entry_out(entry)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import Select, case, func, literal, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, case, func, literal, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from patron.ledger.models import LedgerEntry, PointAccount, PointLot
 
@@ -19,7 +19,7 @@ class Mismatch:
     actual: int
 
 
-def _sum_kind(*kinds: str, sign: int = 1) -> object:
+def _sum_kind(*kinds: str, sign: int = 1) -> ColumnElement[int]:
     return func.coalesce(func.sum(case((LedgerEntry.kind.in_(kinds), LedgerEntry.points * sign), else_=0)), 0)
 
 
@@ -48,7 +48,7 @@ def verify(session: Session, limit: int = 100) -> tuple[int, list[Mismatch]]:
     a = PointAccount
     zero = literal(0)
     total = func.coalesce(entries.c.total, zero)
-    checks: dict[str, tuple[object, object]] = {
+    checks: dict[str, tuple[ColumnElement[int] | InstrumentedAttribute[int], ColumnElement[int]]] = {
         "balance = sum of entries": (a.available + a.pending, total),
         "lifetime_earned": (a.lifetime_earned, func.coalesce(entries.c.earned, zero)),
         "redeemed": (a.redeemed, func.coalesce(entries.c.redeemed, zero)),
@@ -59,16 +59,15 @@ def verify(session: Session, limit: int = 100) -> tuple[int, list[Mismatch]]:
             func.coalesce(lots.c.spendable, zero),
         ),
     }
-    base: Select[tuple[int]] = select(func.count()).select_from(a)
-    checked = int(session.scalar(base) or 0)
+    checked = int(session.scalar(select(func.count()).select_from(a)) or 0)
     found: list[Mismatch] = []
     for name, (cached, actual) in checks.items():
         stmt = (
-            select(a.member_id, cached, actual)  # type: ignore[call-overload]
+            select(a.member_id, cached, actual)
             .select_from(a)
             .outerjoin(entries, entries.c.member_id == a.member_id)
             .outerjoin(lots, lots.c.member_id == a.member_id)
-            .where(or_(cached != actual))
+            .where(cached != actual)
             .limit(limit - len(found))
         )
         if len(found) >= limit:

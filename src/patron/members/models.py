@@ -17,6 +17,8 @@ class Member(Base):
     number: Mapped[str] = mapped_column(String(20), unique=True)
     first_name: Mapped[str | None] = mapped_column(String(100))
     last_name: Mapped[str | None] = mapped_column(String(100))
+    # "first last", case-folded in Python: SQLite's lower() knows only ASCII, and names are not.
+    name_key: Mapped[str | None] = mapped_column(String(201))
     # Normalised: lower-cased email, E.164 phone. Unique among members who still hold them;
     # erasure sets them to NULL.
     email: Mapped[str | None] = mapped_column(String(254), unique=True)
@@ -42,6 +44,7 @@ class Member(Base):
 
     __table_args__ = (
         Index("ix_members_last_name", "last_name"),
+        Index("ix_members_name_key", "name_key"),
         Index("ix_members_enrolled_at", "enrolled_at"),
     )
 

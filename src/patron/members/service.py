@@ -38,6 +38,12 @@ from patron.tiers import service as tiers
 MARKETING = ("marketing_email", "marketing_sms", "marketing_push")
 
 
+def name_key(first_name: str | None, last_name: str | None) -> str | None:
+    """The form names are searched in: "first last", case-folded."""
+    joined = " ".join(part for part in (first_name, last_name) if part)
+    return joined.casefold() or None
+
+
 def normalize_email(text: str) -> str:
     try:
         result = validate_email(text, check_deliverability=False)
@@ -57,7 +63,7 @@ def phone_for(session: Session, text: str) -> str:
 def _unique_code(session: Session, column: object, make: object) -> str:
     for _ in range(20):
         code = make()  # type: ignore[operator]
-        if session.scalar(select(func.count()).where(column == code)) == 0:  # type: ignore[operator]
+        if session.scalar(select(func.count()).where(column == code)) == 0:
             return str(code)
     raise RuntimeError("could not find a free code")  # pragma: no cover - 20 collisions in a row
 
@@ -108,6 +114,7 @@ def enrol(session: Session, actor: Actor, data: MemberCreate, *, welcome: bool =
         number=new_member_number(session),
         first_name=data.first_name,
         last_name=data.last_name,
+        name_key=name_key(data.first_name, data.last_name),
         email=email,
         phone=phone,
         birth_date=data.birth_date,
@@ -156,8 +163,12 @@ def enrol(session: Session, actor: Actor, data: MemberCreate, *, welcome: bool =
     if welcome:
         session.flush()
         bonuses.award(
-            session, member, account, "welcome",
-            engine.Occasion(at=now, channel=data.channel, location=member.location), actor,
+            session,
+            member,
+            account,
+            "welcome",
+            engine.Occasion(at=now, channel=data.channel, location=member.location),
+            actor,
         )
     return member
 
@@ -173,7 +184,7 @@ def get(session: Session, member_id: uuid.UUID | str, *, for_update: bool = Fals
         key = member_id if isinstance(member_id, uuid.UUID) else uuid.UUID(str(member_id))
     except ValueError as exc:
         raise NotFound("No such member") from exc
-    member = session.get(Member, key, with_for_update=for_update)
+    member = session.get(Member, key, with_for_update=for_update, populate_existing=for_update)
     if member is None:
         raise NotFound("No such member")
     return member
@@ -206,6 +217,7 @@ def update(session: Session, actor: Actor, member_id: uuid.UUID, patch: MemberPa
             if changes[name] is None:
                 raise ValidationFailed(f"{name} cannot be empty", field=name)
             setattr(member, name, changes[name])
+    member.name_key = name_key(member.first_name, member.last_name)
     if "birth_date" in changes:
         if patch.birth_date is not None:
             _check_birth_date(patch.birth_date)
@@ -265,7 +277,7 @@ def unblock(session: Session, actor: Actor, member_id: uuid.UUID) -> Member:
 
 def search_statement(
     session: Session, *, q: str | None, phone: str | None, email: str | None, card: str | None
-) -> Select[tuple[Member]]:
+) -> Select[Member]:
     stmt = select(Member).where(Member.status != "erased")
     if phone:
         stmt = stmt.where(Member.phone == phone_for(session, phone))
@@ -280,12 +292,11 @@ def search_statement(
         stmt = stmt.where(or_(Member.id.in_(holder), Member.number == number))
     if q and q.strip():
         text = q.strip()
-        like = f"%{text.lower()}%"
+        escaped = text.casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        like = f"%{escaped}%"
         conds = [
-            func.lower(Member.first_name).like(like),
-            func.lower(Member.last_name).like(like),
-            func.lower(Member.first_name + " " + Member.last_name).like(like),
-            Member.email.like(like),
+            Member.name_key.like(like, escape="\\"),
+            Member.email.like(like, escape="\\"),
             Member.number == text,
         ]
         digits = "".join(ch for ch in text if ch.isdigit())
@@ -331,7 +342,7 @@ def present_many(session: Session, members: Sequence[Member]) -> list[MemberOut]
                 phone=m.phone,
                 birth_date=m.birth_date,
                 language=m.language,
-                status=m.status,  # type: ignore[arg-type]
+                status=m.status,
                 tier=TierRef(code=m.tier_code, name=tier_names.get(m.tier_code, m.tier_code)),
                 tier_progress=progress[m.id],
                 points=PointsSummary(

@@ -66,7 +66,7 @@ def to_out(program: Program) -> ProgramOut:
         phone_region=program.phone_region,
         point_value=point_value(program),
         pending_days=program.pending_days,
-        expiry=Expiry(policy=program.expiry_policy, days=program.expiry_days),  # type: ignore[arg-type]
+        expiry=Expiry(policy=program.expiry_policy, days=program.expiry_days),
         rules_version=program.rules_version,
     )
 
@@ -115,5 +115,5 @@ def update(session: Session, actor: Actor, patch: ProgramPatch) -> Program:
     if patch.rules_version is not None:
         program.rules_version = patch.rules_version
     program.updated_at = clock.now()
-    audit.record(session, actor, "program.update", "program", PROGRAM_ID, {"fields": sorted(changes)})
+    audit.record(session, actor, "program.update", "program", str(PROGRAM_ID), {"fields": sorted(changes)})
     return program

@@ -17,7 +17,9 @@ router = APIRouter(tags=["earning rules"])
 
 
 @router.post("/earning-rules", status_code=201, response_model=RuleOut, responses=problems(422))
-def create_rule(body: RuleIn, db: Database = Depends(get_db), actor: Actor = Depends(require(Perm.CONFIGURE))) -> RuleOut:
+def create_rule(
+    body: RuleIn, db: Database = Depends(get_db), actor: Actor = Depends(require(Perm.CONFIGURE))
+) -> RuleOut:
     return db.write(lambda s: service.to_out(s, service.create(s, actor, body)))
 
 

@@ -177,18 +177,18 @@ def earn(basket: Basket, rules: Iterable[Rule], member: MemberContext, tz: ZoneI
     if member.tier_multiplier != 1:
         factors.append((None, member.tier_multiplier))
     base, product, previous = running, Decimal(1), running
-    for rule, factor in factors:
+    for multiplier, factor in factors:
         product *= factor
         cumulative = _floor(Decimal(base) * product)
         added = cumulative - previous
-        if rule is not None and rule.max_points is not None and added > rule.max_points:
-            added = rule.max_points
+        if multiplier is not None and multiplier.max_points is not None and added > multiplier.max_points:
+            added = multiplier.max_points
             # A capped multiplier leaves the later ones to multiply what was really reached.
             base, product, cumulative = previous + added, Decimal(1), previous + added
         previous = cumulative
         running += added
-        name = rule.name if rule is not None else f"Tier {member.tier_name} ×{member.tier_multiplier}"
-        breakdown.append(Contribution(rule.id if rule else None, name, added))
+        name = multiplier.name if multiplier is not None else f"Tier {member.tier_name} ×{member.tier_multiplier}"
+        breakdown.append(Contribution(multiplier.id if multiplier else None, name, added))
 
     # Step 6: fixed bonuses, never multiplied.
     for rule in live:

@@ -131,7 +131,7 @@ def create(session: Session, actor: Actor, data: RuleIn) -> EarningRule:
 
 
 def get(session: Session, rule_id: uuid.UUID, *, for_update: bool = False) -> EarningRule:
-    rule = session.get(EarningRule, rule_id, with_for_update=for_update)
+    rule = session.get(EarningRule, rule_id, with_for_update=for_update, populate_existing=for_update)
     if rule is None or rule.deleted_at is not None:
         raise NotFound("No such earning rule")
     return rule
@@ -179,7 +179,7 @@ def to_out(session: Session, rule: EarningRule) -> RuleOut:
     return RuleOut(
         id=rule.id,
         name=rule.name,
-        kind=rule.kind,  # type: ignore[arg-type]
+        kind=rule.kind,
         points=rule.points,
         per_amount=from_minor(rule.per_amount_minor, currency) if rule.per_amount_minor is not None else None,
         category=_codes_out(rule.categories, (rule.shape or {}).get("category")),

@@ -19,5 +19,7 @@ def get_tiers(db: Database = Depends(get_db), _: Actor = Depends(require(Perm.ME
 
 
 @router.put("/tiers", response_model=LadderOut, responses=problems(422))
-def put_tiers(body: LadderIn, db: Database = Depends(get_db), actor: Actor = Depends(require(Perm.CONFIGURE))) -> LadderOut:
+def put_tiers(
+    body: LadderIn, db: Database = Depends(get_db), actor: Actor = Depends(require(Perm.CONFIGURE))
+) -> LadderOut:
     return db.write(lambda s: service.put_ladder(s, actor, body))

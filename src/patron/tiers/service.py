@@ -81,7 +81,7 @@ def metric_values(session: Session, member_ids: list[uuid.UUID]) -> dict[uuid.UU
         measure = (
             func.count()
             if program.tier_metric == "visits"
-            else func.sum(Transaction.amount_due_minor - Transaction.returned_amount_minor)
+            else func.sum(Transaction.amount_due_minor - Transaction.returned_net_minor)
         )
         stmt = select(Transaction.member_id, measure).where(Transaction.member_id.in_(member_ids))
         if since is not None:
@@ -117,7 +117,7 @@ def progress(
         nxt = next((t for t in steps if t.position > position), None)
         needed = max(_threshold_units(program, nxt.threshold) - value, 0) if nxt else None
         out[member_id] = TierProgress(
-            metric=program.tier_metric,  # type: ignore[arg-type]
+            metric=program.tier_metric,
             value=str(from_minor(value, program.currency)) if spend else value,
             next_tier=nxt.code if nxt else None,
             needed=(str(from_minor(needed, program.currency)) if spend else needed) if needed is not None else None,
@@ -128,8 +128,12 @@ def progress(
 def record_change(session: Session, member: Member, to: TierInfo, reason: str, value: int) -> None:
     session.add(
         TierChange(
-            member_id=member.id, from_code=member.tier_code, to_code=to.code, reason=reason,
-            metric_value=value, changed_at=clock.now(),
+            member_id=member.id,
+            from_code=member.tier_code,
+            to_code=to.code,
+            reason=reason,
+            metric_value=value,
+            changed_at=clock.now(),
         )
     )
     member.tier_code = to.code
@@ -151,7 +155,7 @@ def after_purchase(session: Session, member: Member) -> None:
 def ladder_out(session: Session) -> LadderOut:
     program = program_service.get(session)
     return LadderOut(
-        metric=program.tier_metric,  # type: ignore[arg-type]
+        metric=program.tier_metric,
         window_days=program.tier_window_days,
         tiers=[
             TierOut(code=t.code, name=t.name, threshold=t.threshold, multiplier=t.multiplier, benefits=list(t.benefits))
@@ -179,8 +183,14 @@ def put_ladder(session: Session, actor: Actor, data: LadderIn) -> LadderOut:
     program.tier_window_days = data.window_days
     session.execute(delete(Tier))
     session.add_all(
-        Tier(code=t.code, name=t.name, position=i, threshold=t.threshold, multiplier=str(t.multiplier),
-             benefits=list(t.benefits))
+        Tier(
+            code=t.code,
+            name=t.name,
+            position=i,
+            threshold=t.threshold,
+            multiplier=str(t.multiplier),
+            benefits=list(t.benefits),
+        )
         for i, t in enumerate(data.tiers)
     )
     session.flush()

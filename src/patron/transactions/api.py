@@ -25,7 +25,11 @@ def post_transaction(
     actor: Actor = Depends(require(Perm.TRANSACT)),
 ) -> JSONResponse:
     return run_idempotent(
-        db, "transaction", body.external_id, body.model_dump(mode="json"), lambda s: service.post(s, actor, body, secret)
+        db,
+        "transaction",
+        body.external_id,
+        body.model_dump(mode="json"),
+        lambda s: service.post(s, actor, body, secret),
     )
 
 
@@ -37,10 +41,16 @@ def get_transaction(
 
 
 @router.post(
-    "/transactions/{transaction_id}/returns", status_code=201, response_model=ReturnOut, responses=problems(404, 409, 422)
+    "/transactions/{transaction_id}/returns",
+    status_code=201,
+    response_model=ReturnOut,
+    responses=problems(404, 409, 422),
 )
 def post_return(
-    transaction_id: uuid.UUID, body: ReturnIn, db: Database = Depends(get_db), actor: Actor = Depends(require(Perm.TRANSACT))
+    transaction_id: uuid.UUID,
+    body: ReturnIn,
+    db: Database = Depends(get_db),
+    actor: Actor = Depends(require(Perm.TRANSACT)),
 ) -> JSONResponse:
     payload = {"transaction_id": str(transaction_id), **body.model_dump(mode="json")}
     return run_idempotent(

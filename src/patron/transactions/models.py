@@ -30,7 +30,8 @@ class Transaction(Base):
     amount_due_minor: Mapped[int] = mapped_column(BigInteger)
     points_earned: Mapped[int] = mapped_column(BigInteger)
     # What returns have taken back so far.
-    returned_amount_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    returned_amount_minor: Mapped[int] = mapped_column(BigInteger, default=0)  # by amount
+    returned_net_minor: Mapped[int] = mapped_column(BigInteger, default=0)  # items and amounts, for spend
     points_reversed: Mapped[int] = mapped_column(BigInteger, default=0)
     points_restored: Mapped[int] = mapped_column(BigInteger, default=0)
     # The answer the caller got, served again by GET /v1/transactions/{id}.

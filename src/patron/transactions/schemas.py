@@ -35,7 +35,9 @@ class TransactionIn(BaseModel):
     channel: Literal["pos", "web", "mobile", "call_center", "import"] = "pos"
     items: list[ItemIn] | None = Field(default=None, max_length=500)
     total: DecimalText | None = None
-    coupons: list[Annotated[str, Stripped, Field(min_length=1, max_length=40)]] = Field(default_factory=list, max_length=20)
+    coupons: list[Annotated[str, Stripped, Field(min_length=1, max_length=40)]] = Field(
+        default_factory=list, max_length=20
+    )
     redeem_points: Annotated[int, Field(ge=0)] = 0
 
 

@@ -21,6 +21,7 @@ from patron.access.principal import Actor
 from patron.cards import service as cards
 from patron.errors import Forbidden, InsufficientPoints, NotFound, ValidationFailed
 from patron.kit import clock
+from patron.kit.ids import new_id
 from patron.kit.money import from_minor, round_money, to_minor
 from patron.ledger import policy
 from patron.ledger import service as ledger
@@ -140,6 +141,10 @@ def post(session: Session, actor: Actor, data: TransactionIn, secret: bytes) -> 
     member = _identify(session, data, secret)
     members.require_active(member)
     account, referrer_account = _lock_accounts(session, member)
+    if len(tiers.ladder(session)) > 1:
+        # The tier changes only under this lock: read it again now that we hold it, so that two
+        # purchases crossing a threshold together upgrade once and the next earns at the new rate.
+        session.refresh(member, ["tier_code"])
     ledger.release_matured(session, account, now)
 
     discount = 0
@@ -167,9 +172,12 @@ def post(session: Session, actor: Actor, data: TransactionIn, secret: bytes) -> 
         location=location,
     )
     context = tiers.member_context(session, member)
-    result = engine.earn(basket, rules.active_rules(session, PURCHASE_RULE_KINDS), context, program_service.zone(program))
+    result = engine.earn(
+        basket, rules.active_rules(session, PURCHASE_RULE_KINDS), context, program_service.zone(program)
+    )
 
     txn = Transaction(
+        id=new_id(),
         external_id=data.external_id,
         member_id=member.id,
         occurred_at=occurred_at,
@@ -182,13 +190,14 @@ def post(session: Session, actor: Actor, data: TransactionIn, secret: bytes) -> 
         points_value_minor=points_value,
         amount_due_minor=amount_due,
         points_earned=result.points,
+        returned_amount_minor=0,
+        returned_net_minor=0,
         answer={},
         actor_kind=actor.kind,
         actor_id=actor.id,
         created_at=now,
     )
     session.add(txn)
-    session.flush()
     session.add_all(
         TransactionLine(
             transaction_id=txn.id,
@@ -241,7 +250,7 @@ def post(session: Session, actor: Actor, data: TransactionIn, secret: bytes) -> 
         breakdown=[BreakdownOut(rule_id=c.rule_id, rule_name=c.rule_name, points=c.points) for c in result.breakdown],
         balance=balance_of(account),
         tier=TierRef(code=member.tier_code, name=tier_names.get(member.tier_code, member.tier_code)),
-        coupons=[{"code": code, "discount": from_minor(d, currency)} for code, d in coupon_uses],  # type: ignore[misc]
+        coupons=[{"code": code, "discount": from_minor(d, currency)} for code, d in coupon_uses],
     )
     txn.answer = answer.model_dump(mode="json")
     return answer
@@ -282,15 +291,26 @@ def process_return(session: Session, actor: Actor, transaction_id: uuid.UUID, da
         """The share of the transaction returned so far, items and amounts together."""
         if net > 0:
             by_items = sum(
-                (Fraction(line.net_minor) * Fraction(line.returned_quantity) / Fraction(line.quantity) for line in lines),
+                (
+                    Fraction(line.net_minor) * Fraction(line.returned_quantity) / Fraction(line.quantity)
+                    for line in lines
+                ),
                 Fraction(0),
             )
             return (by_items + txn.returned_amount_minor) / net
         gross = sum(line.total_minor for line in lines)
-        return sum(
-            (Fraction(line.total_minor) * Fraction(line.returned_quantity) / Fraction(line.quantity) for line in lines),
-            Fraction(0),
-        ) / gross if gross else Fraction(0)
+        return (
+            sum(
+                (
+                    Fraction(line.total_minor) * Fraction(line.returned_quantity) / Fraction(line.quantity)
+                    for line in lines
+                ),
+                Fraction(0),
+            )
+            / gross
+            if gross
+            else Fraction(0)
+        )
 
     amount_minor = None
     if data.items is not None:
@@ -323,8 +343,11 @@ def process_return(session: Session, actor: Actor, transaction_id: uuid.UUID, da
         txn.returned_amount_minor += amount_minor
     after = returned_share()
     if after > 1:
-        raise ValidationFailed("more returned than the transaction's net amount", field="amount" if amount_minor else "items")
+        raise ValidationFailed(
+            "more returned than the transaction's net amount", field="amount" if amount_minor else "items"
+        )
 
+    txn.returned_net_minor = min(_half_up(net * after), net) if net > 0 else 0
     # Cumulative rounding: after any sequence of partial returns, a full return has reversed
     # exactly what was earned and restored exactly what was redeemed.
     reversed_total = min(_half_up(txn.points_earned * after), txn.points_earned)

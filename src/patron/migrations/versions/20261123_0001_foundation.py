@@ -54,6 +54,7 @@ def upgrade() -> None:
         sa.Column("number", sa.String(length=20), nullable=False),
         sa.Column("first_name", sa.String(length=100), nullable=True),
         sa.Column("last_name", sa.String(length=100), nullable=True),
+        sa.Column("name_key", sa.String(length=201), nullable=True),
         sa.Column("email", sa.String(length=254), nullable=True),
         sa.Column("phone", sa.String(length=20), nullable=True),
         sa.Column("birth_date", sa.Date(), nullable=True),
@@ -83,6 +84,7 @@ def upgrade() -> None:
     with op.batch_alter_table("members", schema=None) as batch_op:
         batch_op.create_index("ix_members_enrolled_at", ["enrolled_at"], unique=False)
         batch_op.create_index("ix_members_last_name", ["last_name"], unique=False)
+        batch_op.create_index("ix_members_name_key", ["name_key"], unique=False)
 
     op.create_table(
         "program",
@@ -252,6 +254,7 @@ def downgrade() -> None:
     op.drop_table("program")
     with op.batch_alter_table("members", schema=None) as batch_op:
         batch_op.drop_index("ix_members_last_name")
+        batch_op.drop_index("ix_members_name_key")
         batch_op.drop_index("ix_members_enrolled_at")
 
     op.drop_table("members")
