@@ -139,13 +139,19 @@ def record_change(session: Session, member: Member, to: TierInfo, reason: str, v
     member.tier_code = to.code
 
 
-def after_purchase(session: Session, member: Member) -> None:
-    """Immediate upgrade when a purchase takes the member over a threshold (never a downgrade)."""
+def after_purchase(session: Session, member: Member, amount_due: int, occurred_at: datetime) -> None:
+    """Immediate upgrade when a purchase takes the member over a threshold (never a downgrade).
+
+    The purchase's own row is written after this check (its answer carries the tier), so its
+    spend and visit are added here; its points are already in the ledger."""
     steps = ladder(session)
     if len(steps) < 2:
         return
     program = program_service.get(session)
     value = metric_values(session, [member.id])[member.id]
+    since = _since(session, program.tier_window_days)
+    if since is None or occurred_at >= since:
+        value += amount_due if program.tier_metric == "spend" else 1 if program.tier_metric == "visits" else 0
     target = tier_for(program, steps, value)
     position = next((t.position for t in steps if t.code == member.tier_code), -1)
     if target.position > position:

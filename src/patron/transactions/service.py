@@ -14,7 +14,7 @@ from datetime import timedelta
 from decimal import Decimal
 from fractions import Fraction
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from patron.access.principal import Actor
@@ -176,43 +176,8 @@ def post(session: Session, actor: Actor, data: TransactionIn, secret: bytes) -> 
         basket, rules.active_rules(session, PURCHASE_RULE_KINDS), context, program_service.zone(program)
     )
 
-    txn = Transaction(
-        id=new_id(),
-        external_id=data.external_id,
-        member_id=member.id,
-        occurred_at=occurred_at,
-        location=location,
-        channel=data.channel,
-        currency=program.currency,
-        total_minor=total,
-        discount_minor=discount,
-        points_redeemed=data.redeem_points,
-        points_value_minor=points_value,
-        amount_due_minor=amount_due,
-        points_earned=result.points,
-        returned_amount_minor=0,
-        returned_net_minor=0,
-        answer={},
-        actor_kind=actor.kind,
-        actor_id=actor.id,
-        created_at=now,
-    )
-    session.add(txn)
-    session.add_all(
-        TransactionLine(
-            transaction_id=txn.id,
-            position=i,
-            sku=line.sku,
-            name=line.name,
-            category=line.category,
-            quantity=str(line.quantity),
-            unit_price_minor=line.unit_price,
-            total_minor=line.total,
-            net_minor=bl.net,
-        )
-        for i, (line, bl) in enumerate(zip(lines, basket.lines, strict=True))
-    )
-    src = ledger.Source(actor=actor, transaction_id=txn.id)
+    txn_id = new_id()
+    src = ledger.Source(actor=actor, transaction_id=txn_id)
     if data.redeem_points:
         ledger.debit(session, account, "redeem", data.redeem_points, src)
     if result.points > 0:
@@ -231,12 +196,12 @@ def post(session: Session, actor: Actor, data: TransactionIn, secret: bytes) -> 
         referrer = members.get(session, referrer_account.member_id)
         if referrer.status == "active":  # a blocked member earns nothing
             bonuses.award(session, referrer, referrer_account, "referral", when, actor)
-    tiers.after_purchase(session, member)
+    tiers.after_purchase(session, member, amount_due, occurred_at)
     tier_names = tiers.names(session)
     currency = program.currency
     answer = TransactionOut(
-        id=txn.id,
-        external_id=txn.external_id,
+        id=txn_id,
+        external_id=data.external_id,
         member_id=member.id,
         occurred_at=occurred_at,
         location=location,
@@ -252,7 +217,55 @@ def post(session: Session, actor: Actor, data: TransactionIn, secret: bytes) -> 
         tier=TierRef(code=member.tier_code, name=tier_names.get(member.tier_code, member.tier_code)),
         coupons=[{"code": code, "discount": from_minor(d, currency)} for code, d in coupon_uses],
     )
-    txn.answer = answer.model_dump(mode="json")
+    # Plain Core inserts: the purchase is written once and never changed here, so the ORM's unit
+    # of work would only add cost on the till's hot path.
+    conn = session.connection()
+    conn.execute(
+        insert(Transaction),
+        {
+            "id": txn_id,
+            "external_id": data.external_id,
+            "member_id": member.id,
+            "occurred_at": occurred_at,
+            "location": location,
+            "channel": data.channel,
+            "currency": currency,
+            "total_minor": total,
+            "discount_minor": discount,
+            "points_redeemed": data.redeem_points,
+            "points_value_minor": points_value,
+            "amount_due_minor": amount_due,
+            "points_earned": result.points,
+            "returned_amount_minor": 0,
+            "returned_net_minor": 0,
+            "points_reversed": 0,
+            "points_restored": 0,
+            "answer": answer.model_dump(mode="json"),
+            "actor_kind": actor.kind,
+            "actor_id": actor.id,
+            "created_at": now,
+        },
+    )
+    if lines:
+        conn.execute(
+            insert(TransactionLine),
+            [
+                {
+                    "id": new_id(),
+                    "transaction_id": txn_id,
+                    "position": i,
+                    "sku": line.sku,
+                    "name": line.name,
+                    "category": line.category,
+                    "quantity": str(line.quantity),
+                    "unit_price_minor": line.unit_price,
+                    "total_minor": line.total,
+                    "net_minor": bl.net,
+                    "returned_quantity": "0",
+                }
+                for i, (line, bl) in enumerate(zip(lines, basket.lines, strict=True))
+            ],
+        )
     return answer
 
 
