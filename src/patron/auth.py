@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from patron.access import service as access
 from patron.access.principal import Actor
@@ -12,13 +13,16 @@ from patron.access.roles import Perm
 from patron.db import Database
 from patron.errors import Forbidden, Unauthorized
 
+# The dependencies are `async def` on purpose: FastAPI runs a plain `def` dependency in the thread
+# pool, and a hop there and back for each of them is a real share of a till request's cost.
 
-def get_db(request: Request) -> Database:
+
+async def get_db(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
 
 
-def get_secret(request: Request) -> bytes:
+async def get_secret(request: Request) -> bytes:
     secret: bytes = request.app.state.secret
     return secret
 
@@ -33,20 +37,22 @@ def _bearer(request: Request) -> str | None:
     return token.strip()
 
 
-def current_actor(request: Request, db: Database = Depends(get_db)) -> Actor:
+async def current_actor(request: Request, db: Database = Depends(get_db)) -> Actor:
     cached: Actor | None = getattr(request.state, "actor", None)
     if cached is not None:
         return cached
     token = _bearer(request)
-    actor = db.read(lambda s: access.authenticate_key(s, token)) if token else None
+    actor = access.cached_key(token) if token else None
+    if actor is None and token:
+        actor = await run_in_threadpool(db.read, lambda s: access.authenticate_key(s, token))
     if actor is None:
         raise Unauthorized("Send a valid API key as `Authorization: Bearer <key>`")
     request.state.actor = actor
     return actor
 
 
-def require(perm: Perm) -> Callable[..., Actor]:
-    def dependency(actor: Actor = Depends(current_actor)) -> Actor:
+def require(perm: Perm) -> Callable[..., Awaitable[Actor]]:
+    async def dependency(actor: Actor = Depends(current_actor)) -> Actor:
         if not actor.can(perm):
             raise Forbidden(f"The {actor.role} role may not do this")
         return actor

@@ -79,13 +79,19 @@ KEY_CACHE_SECONDS = 10.0
 _key_cache: dict[str, tuple[float, Actor]] = {}
 
 
+def cached_key(token: str) -> Actor | None:
+    """The key's principal if it was checked within KEY_CACHE_SECONDS; None means: ask the database."""
+    hit = _key_cache.get(_hash_key(token))
+    return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+
 def authenticate_key(session: Session, token: str) -> Actor | None:
     if not token.startswith(KEY_PREFIX):
         return None
+    cached = cached_key(token)
+    if cached is not None:
+        return cached
     digest = _hash_key(token)
-    hit = _key_cache.get(digest)
-    if hit is not None and hit[0] > time.monotonic():
-        return hit[1]
     key = session.scalars(select(ApiKey).where(ApiKey.key_hash == digest)).first()
     if key is None or key.revoked_at is not None:
         _key_cache.pop(digest, None)
