@@ -28,6 +28,7 @@ from patron.ledger.verify import verify
 from patron.members.models import ConsentEvent, Member
 from patron.program import service as program_service
 from patron.rules.models import EarningRule
+from patron.segments.models import SegmentMember
 from patron.tiers import service as tiers
 from patron.tiers.models import TierChange
 from patron.transactions.models import Transaction, TransactionLine, TransactionReturn
@@ -169,7 +170,7 @@ def test_demo_configures_the_programme_through_the_services(db):
     actions = Counter(db.read(lambda s: list(s.scalars(select(AuditEntry.action)))))
     assert actions["rule.create"] == len(demo.EARNING_RULES)
     assert actions["tiers.update"] == actions["program.update"] == 1
-    assert actions["job.run"] == 2  # release-pending and expire-points as of now
+    assert actions["job.run"] == 3  # release-pending, expire-points and refresh-segments as of now
 
 
 def test_demo_history_is_posted_through_the_services(db):
@@ -288,3 +289,18 @@ def test_a_large_demo_gives_a_history_to_the_first_members_only(db, monkeypatch)
     )
     assert with_history == set(numbers[:8])
     assert db.read(verify) == (30, [])
+
+
+def test_demo_members_are_in_segments_after_the_demo(db):
+    with clock.frozen(NOW):
+        demo.run(db, SYSTEM, count=30, seed=2, secret=SECRET)
+    counts = dict(
+        db.read(
+            lambda s: s.execute(
+                select(SegmentMember.segment_code, func.count()).group_by(SegmentMember.segment_code)
+            ).all()
+        )
+    )
+    # The shipped segments do not overlap, and 30 members with history fall into at least one.
+    assert set(counts) <= {"vip", "regular", "new"}
+    assert sum(counts.values()) > 0

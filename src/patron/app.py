@@ -29,6 +29,7 @@ from patron.ledger.api import router as ledger_router
 from patron.members.api import router as members_router
 from patron.program.api import router as program_router
 from patron.rules.api import router as rules_router
+from patron.segments.api import router as segments_router
 from patron.tiers.api import router as tiers_router
 from patron.transactions.api import router as transactions_router
 
@@ -194,6 +195,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         ledger_router,
         rules_router,
         tiers_router,
+        segments_router,
         events_router,
         jobs_router,
         audit_router,

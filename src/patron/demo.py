@@ -1033,6 +1033,7 @@ def run(
         setattr(result, name, getattr(tally, name))
     result.points_released = _run_job(db, actor, "release-pending", now)["points"]
     result.points_expired = _run_job(db, actor, "expire-points", now)["points"]
+    _run_job(db, actor, "refresh-segments", now)
 
     def staff_actions(session: Session) -> tuple[int, int, int, int]:
         rng = _rng("actions", seed)

@@ -149,3 +149,18 @@ class NotEligible(Conflict):
 class ApprovalRequired(Conflict):
     code = "approval_required"
     title = "This action needs a second person's approval"
+
+
+class SegmentExists(Conflict):
+    code = "segment_exists"
+    title = "A segment with this code already exists"
+
+
+class SegmentProtected(Conflict):
+    code = "segment_protected"
+    title = "The segment ships with the programme and cannot be deleted"
+
+
+class SegmentInUse(Conflict):
+    code = "segment_in_use"
+    title = "Earning rules are restricted to this segment"

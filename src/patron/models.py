@@ -9,6 +9,7 @@ from patron.ledger.models import LedgerEntry, LotAllocation, PointAccount, Point
 from patron.members.models import ConsentEvent, Member
 from patron.program.models import Program
 from patron.rules.models import EarningRule
+from patron.segments.models import Segment, SegmentMember, SegmentSize
 from patron.tiers.models import Tier, TierChange
 from patron.transactions.models import Transaction, TransactionLine, TransactionReturn
 
@@ -26,6 +27,9 @@ __all__ = [
     "PointAccount",
     "PointLot",
     "Program",
+    "Segment",
+    "SegmentMember",
+    "SegmentSize",
     "StaffUser",
     "Tier",
     "TierChange",

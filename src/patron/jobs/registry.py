@@ -7,13 +7,14 @@ from datetime import datetime
 from typing import Any
 
 from patron.db import Database
-from patron.jobs import points
+from patron.jobs import points, segments
 
 Job = Callable[..., dict[str, Any]]
 
 JOBS: dict[str, Job] = {
     "release-pending": points.release_pending,
     "expire-points": points.expire_points,
+    "refresh-segments": segments.refresh_segments,
 }
 
 

@@ -33,6 +33,7 @@ from patron.members.schemas import (
 )
 from patron.program import service as program_service
 from patron.rules import bonuses, engine
+from patron.segments import service as segments
 from patron.tiers import service as tiers
 
 MARKETING = ("marketing_email", "marketing_sms", "marketing_push")
@@ -329,6 +330,7 @@ def present_many(session: Session, members: Sequence[Member]) -> list[MemberOut]
     accounts = {a.member_id: a for a in session.scalars(select(PointAccount).where(PointAccount.member_id.in_(ids)))}
     tier_names = tiers.names(session)
     progress = tiers.progress(session, ids, {m.id: m.tier_code for m in members})
+    member_segments = segments.codes_for(session, ids)
     out = []
     for m in members:
         account = accounts.get(m.id)
@@ -348,7 +350,7 @@ def present_many(session: Session, members: Sequence[Member]) -> list[MemberOut]
                 points=PointsSummary(
                     available=account.available if account else 0, pending=account.pending if account else 0
                 ),
-                segments=[],
+                segments=member_segments[m.id],
                 referral_code=m.referral_code,
                 enrolled_at=m.enrolled_at,
                 channel=m.channel,

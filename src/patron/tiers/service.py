@@ -19,6 +19,7 @@ from patron.members.schemas import TierProgress
 from patron.program import service as program_service
 from patron.program.models import Program
 from patron.rules import engine
+from patron.segments import service as segments
 from patron.tiers.models import Tier, TierChange
 from patron.tiers.schemas import LadderIn, LadderOut, TierOut
 
@@ -210,11 +211,15 @@ def put_ladder(session: Session, actor: Actor, data: LadderIn) -> LadderOut:
 
 
 def member_context(session: Session, member: Member) -> engine.MemberContext:
-    """What the rules engine needs to know about a member: tier, its multiplier, segments."""
+    """What the rules engine needs to know about a member: tier, its multiplier, segments.
+
+    The segments (as the last refresh computed them) cost a query, made only while some active
+    earning rule is restricted to segments."""
     tier = next((t for t in ladder(session) if t.code == member.tier_code), None)
+    wanted = segments.rule_segments(session)
     return engine.MemberContext(
         tier_code=member.tier_code,
         tier_name=tier.name if tier else member.tier_code,
         tier_multiplier=tier.multiplier if tier else Decimal(1),
-        segments=frozenset(),
+        segments=segments.member_segments(session, member.id) if wanted else frozenset(),
     )
