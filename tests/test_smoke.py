@@ -11,3 +11,9 @@ def test_enrol_and_read_back(api):
     r = api.get(f"/v1/members/{m['id']}")
     assert r.status_code == 200
     assert r.json() == m
+
+
+def test_ready_checks_the_database(api):
+    r = api.get("/ready", role=None)
+    assert r.status_code == 200
+    assert r.json() == {"status": "ok"}

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -209,8 +210,6 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
 
     @app.get("/ready", tags=["operations"])
     def ready() -> dict[str, str]:
-        from sqlalchemy import text
-
         app.state.db.read(lambda s: s.execute(text("SELECT 1")))
         return {"status": "ok"}
 
