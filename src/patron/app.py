@@ -22,7 +22,7 @@ from patron.audit.api import router as audit_router
 from patron.cards.api import router as cards_router
 from patron.config import Settings, get_settings
 from patron.db import Database
-from patron.errors import PROBLEM_JSON, PatronError
+from patron.errors import PROBLEM_JSON, InternalError, PatronError
 from patron.events.api import router as events_router
 from patron.jobs.api import router as jobs_router
 from patron.kit import context
@@ -133,14 +133,10 @@ class RequestContextMiddleware:
             )
             if not response_started:
                 body = json.dumps(
-                    {
-                        "type": "https://patron.dev/problems/internal-error",
-                        "title": "Internal error",
-                        "status": 500,
-                        "detail": f"Something went wrong on our side. Quote request id {rid} when you report it.",
-                        "code": "internal_error",
-                        "request_id": rid,
-                    }
+                    InternalError(
+                        f"Something went wrong on our side. Quote request id {rid} when you report it.",
+                        request_id=rid,
+                    ).problem()
                 ).encode()
                 await send_wrapper(
                     {

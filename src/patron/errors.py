@@ -29,6 +29,12 @@ class PatronError(Exception):
         return body
 
 
+class InternalError(PatronError):
+    status = 500
+    code = "internal_error"
+    title = "Internal error"
+
+
 # 4xx: the caller's side ------------------------------------------------------------------------
 
 
