@@ -26,26 +26,15 @@ class ConditionsIn(BaseModel):
     min_total: DecimalText | None = None
 
 
-class RuleIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: Annotated[str, Stripped, Field(min_length=1, max_length=200)]
-    kind: RuleKind
-    points: Annotated[int, Field(ge=0, le=100_000_000)] | None = None
-    per_amount: DecimalText | None = None
-    category: Codes | None = None
-    sku: Codes | None = None
-    factor: DecimalText | None = None
-    event_type: Annotated[str, Stripped, Field(min_length=1, max_length=60)] | None = None
-    max_points: Annotated[int, Field(ge=0)] | None = None
-    active: bool = True
-    conditions: ConditionsIn | None = None
+RuleName = Annotated[str, Stripped, Field(min_length=1, max_length=200)]
 
 
 class RulePatch(BaseModel):
+    """The fields a rule's owner may change; RuleIn adds what a new rule must say."""
+
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, Stripped, Field(min_length=1, max_length=200)] | None = None
+    name: RuleName | None = None
     points: Annotated[int, Field(ge=0, le=100_000_000)] | None = None
     per_amount: DecimalText | None = None
     category: Codes | None = None
@@ -55,6 +44,12 @@ class RulePatch(BaseModel):
     max_points: Annotated[int, Field(ge=0)] | None = None
     active: bool | None = None
     conditions: ConditionsIn | None = None
+
+
+class RuleIn(RulePatch):
+    name: RuleName
+    kind: RuleKind
+    active: bool = True
 
 
 class ConditionsOut(BaseModel):
