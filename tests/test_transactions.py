@@ -874,3 +874,23 @@ def test_referral_after_a_refused_first_attempt_and_with_a_blocked_referrer(api)
     assert bought(api, newcomer["id"], "t1", total="100.00")["balance"]["available"] == 150
     assert points(api, old_hand["id"])["available"] == 0
     assert_ledger_consistent(api)
+
+
+def test_a_key_scoped_to_a_location_records_there_and_nowhere_else(api):
+    m = api.enrol()
+    key = api.key("cashier", location="MSK-01")
+    headers = {"Authorization": f"Bearer {key}"}
+    r = api.post(
+        "/v1/transactions", {"external_id": "t1", "member_id": m["id"], "total": "100.00"}, role=None, headers=headers
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["location"] == "MSK-01"
+    before = state(api)
+    r = api.post(
+        "/v1/transactions",
+        {"external_id": "t2", "member_id": m["id"], "total": "100.00", "location": "SPB-01"},
+        role=None,
+        headers=headers,
+    )
+    assert_problem(r, 403, "forbidden")
+    assert state(api) == before
