@@ -5,6 +5,7 @@ from patron.audit.models import AuditEntry
 from patron.cards.models import Card
 from patron.db import Base
 from patron.idempotency.models import IdempotencyRecord
+from patron.jobs.models import BirthdayAward, JobRun
 from patron.ledger.models import LedgerEntry, LotAllocation, PointAccount, PointLot
 from patron.members.models import ConsentEvent, Member
 from patron.program.models import Program
@@ -17,10 +18,12 @@ __all__ = [
     "ApiKey",
     "AuditEntry",
     "Base",
+    "BirthdayAward",
     "Card",
     "ConsentEvent",
     "EarningRule",
     "IdempotencyRecord",
+    "JobRun",
     "LedgerEntry",
     "LotAllocation",
     "Member",
