@@ -36,9 +36,7 @@ def upgrade() -> None:
         sa.Column("year", sa.Integer(), nullable=False),
         sa.Column("points", sa.Integer(), nullable=False),
         sa.Column("awarded_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["member_id"], ["members.id"], name=op.f("fk_birthday_awards_member_id_members")
-        ),
+        sa.ForeignKeyConstraint(["member_id"], ["members.id"], name=op.f("fk_birthday_awards_member_id_members")),
         sa.PrimaryKeyConstraint("member_id", "year", name=op.f("pk_birthday_awards")),
     )
 
