@@ -214,7 +214,7 @@ def member_cards(session: Session, member_id: uuid.UUID) -> list[Card]:
 IdentifyBy = Literal["card", "phone", "email", "track", "bank_pan", "member_id"]
 
 
-def _check_card(card: Card) -> None:
+def check_card(card: Card) -> None:
     if card.status == "blocked":
         raise CardBlocked("The card is blocked")
     if card.status == "replaced":
@@ -224,7 +224,7 @@ def _check_card(card: Card) -> None:
 def _member_of(session: Session, card: Card | None) -> Member:
     if card is None or card.member_id is None:
         raise NotFound("No member with this card")
-    _check_card(card)
+    check_card(card)
     member = members.get(session, card.member_id)
     if member.status == "erased":
         raise NotFound("No member with this card")
@@ -239,7 +239,7 @@ def _by_number(session: Session, number: str, secret: bytes) -> Member:
         card, member = row
         if member is None:
             raise NotFound("No member with this card")
-        _check_card(card)
+        check_card(card)
         if member.status == "erased":
             raise NotFound("No member with this card")
         return member

@@ -53,7 +53,9 @@ def claim(session: Session, scope: str, external_id: str, payload: Any) -> Repla
         .on_conflict_do_nothing()
         .returning(IdempotencyRecord.scope)
     )
-    if session.execute(stmt).first() is not None:
+    # Core statements on the session's connection: the ORM's bulk paths (and the autoflush they
+    # trigger) cost more than the whole idempotency check.
+    if session.connection().execute(stmt).first() is not None:
         return None
     first = session.execute(
         select(IdempotencyRecord.request_hash, IdempotencyRecord.status, IdempotencyRecord.response).where(
@@ -66,7 +68,7 @@ def claim(session: Session, scope: str, external_id: str, payload: Any) -> Repla
 
 
 def complete(session: Session, scope: str, external_id: str, status: int, body: dict[str, Any]) -> None:
-    session.execute(
+    session.connection().execute(
         update(IdempotencyRecord)
         .where(IdempotencyRecord.scope == scope, IdempotencyRecord.external_id == external_id)
         .values(status=status, response=body)
