@@ -29,6 +29,7 @@ from patron.kit import context
 from patron.ledger.api import router as ledger_router
 from patron.members.api import router as members_router
 from patron.program.api import router as program_router
+from patron.rewards.api import router as rewards_router
 from patron.rules.api import router as rules_router
 from patron.segments.api import router as segments_router
 from patron.tiers.api import router as tiers_router
@@ -193,6 +194,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         rules_router,
         tiers_router,
         segments_router,
+        rewards_router,
         events_router,
         jobs_router,
         audit_router,

@@ -9,6 +9,7 @@ from patron.jobs.models import BirthdayAward, JobRun
 from patron.ledger.models import LedgerEntry, LotAllocation, PointAccount, PointLot
 from patron.members.models import ConsentEvent, Member
 from patron.program.models import Program
+from patron.rewards.models import Coupon, Reward
 from patron.rules.models import EarningRule
 from patron.segments.models import Segment, SegmentMember, SegmentSize
 from patron.tiers.models import Tier, TierChange
@@ -21,6 +22,7 @@ __all__ = [
     "BirthdayAward",
     "Card",
     "ConsentEvent",
+    "Coupon",
     "EarningRule",
     "IdempotencyRecord",
     "JobRun",
@@ -30,6 +32,7 @@ __all__ = [
     "PointAccount",
     "PointLot",
     "Program",
+    "Reward",
     "Segment",
     "SegmentMember",
     "SegmentSize",

@@ -33,6 +33,7 @@ from patron.members.models import Member
 from patron.members.schemas import PointsSummary, TierRef
 from patron.program import service as program_service
 from patron.program.models import Program
+from patron.rewards import service as rewards
 from patron.rules import bonuses, engine
 from patron.rules import service as rules
 from patron.tiers import service as tiers
@@ -177,8 +178,9 @@ def post(session: Session, actor: Actor, data: TransactionIn, secret: bytes) -> 
 
     discount = 0
     coupon_uses: list[tuple[str, int]] = []
-    if data.coupons:
-        raise NotFound(f"No such coupon: {data.coupons[0]}")
+    applied = rewards.apply_coupons(session, member.id, data.coupons, total, lines, now) if data.coupons else None
+    if applied is not None:
+        discount, coupon_uses = applied.discount, applied.uses
 
     points_value = data.redeem_points * program.point_value_minor
     if data.redeem_points > 0 and account.available < data.redeem_points:
@@ -206,6 +208,8 @@ def post(session: Session, actor: Actor, data: TransactionIn, secret: bytes) -> 
 
     txn_id = new_id()
     src = ledger.Source(actor=actor, transaction_id=txn_id)
+    if applied is not None:
+        rewards.mark_used(applied, txn_id, now)
     if data.redeem_points:
         ledger.debit(session, account, "redeem", data.redeem_points, src)
     if result.points > 0:
