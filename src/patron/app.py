@@ -211,4 +211,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         app.state.db.read(lambda s: s.execute(text("SELECT 1")))
         return {"status": "ok"}
 
+    from patron import web  # the web UI: /admin, /pos, /portal, /static (see web/README.md)
+
+    web.mount(app)
     return app

@@ -283,6 +283,21 @@ def _next_steps() -> None:
     from patron import demo as demo_data
 
     console.print("Start the server:  patron serve", highlight=False)
+    console.print(f"  Back office: {demo_data.SERVER}/admin", highlight=False)
+    console.print(
+        f"    sign in as {demo_data.STAFF_USERS[0][1]} / {demo_data.STAFF_PASSWORD} "
+        f"(or {', '.join(email for _, email in demo_data.STAFF_USERS[1:])}, same password)",
+        highlight=False,
+    )
+    console.print(f"  Till (POS):    {demo_data.SERVER}/pos (staff sign-in, e.g. cashier@demo.patron)", highlight=False)
+    member_email = database().read(demo_data.portal_member)
+    if member_email:
+        console.print(f"  Member portal: {demo_data.SERVER}/portal", highlight=False)
+        console.print(
+            f"    sign in as {member_email}; without PATRON_SMTP_URL the one-time code arrives in the "
+            f"development mailbox, {demo_data.SERVER}/admin/mailbox",
+            highlight=False,
+        )
     console.print(f"  Patron:    {demo_data.SERVER}", highlight=False)
     console.print(f"  API docs:  {demo_data.SERVER}/docs", highlight=False)
 
@@ -311,7 +326,7 @@ def jobs_run(
             fail("--as-of needs an offset, for example 2026-12-31T23:59:59+03:00")
     db = database(pool=True)
     with progress_bar(f"{name} as of {when.isoformat()}", None) as advance:
-        result = registry.run(db, name, when, advance)
+        result = registry.run_by_hand(db, name, when, advance)
     db.write(lambda s: audit.record(s, CLI_ACTOR, "job.run", "job", name, {"as_of": when.isoformat(), **result}))
     console.print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in result.items()), highlight=False)
 
@@ -353,6 +368,50 @@ def serve(
         http="httptools",
         loop="uvloop",
     )
+
+
+@app.command()
+def worker(
+    once: Annotated[bool, typer.Option("--once", help="Run whatever is due now, then exit (cron, tests)")] = False,
+) -> None:
+    """Run the scheduled jobs on their timetable (PATRON_SCHEDULE); safe as several replicas.
+
+    Stops between jobs on SIGTERM or Ctrl-C; a second signal stops at once."""
+    import signal
+    import threading
+
+    from patron import logs
+    from patron.jobs import registry
+    from patron.jobs import worker as jobs_worker
+
+    settings = Settings()
+    logs.configure(settings.log_level)
+    table = jobs_worker.schedules(settings.schedule)
+    db = Database(settings)
+    name = registry.this_process()
+    if once:
+        ran = jobs_worker.run_due(db, table, worker=name)
+        for r in ran:
+            outcome = f"failed: {r.error}" if r.result is None else ", ".join(f"{k} {v}" for k, v in r.result.items())
+            console.print(f"{r.job} (slot {r.slot}): {outcome}", highlight=False, markup=False)
+        if not ran:
+            console.print("Nothing due.")
+        if any(r.result is None for r in ran):
+            raise typer.Exit(1)
+        return
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        err.print(f"{signal.Signals(signum).name}: stopping after the job at work (again to stop now)")
+        stop.set()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    console.print("Worker started: " + "; ".join(f"{n} {s.text}" for n, s in table.items()), highlight=False)
+    jobs_worker.serve(db, table, stop=stop, worker=name, poll_seconds=settings.worker_poll_seconds)
+    console.print("Worker stopped.")
 
 
 def main() -> None:

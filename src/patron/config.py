@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///patron.db"
@@ -24,9 +24,27 @@ class Settings(BaseSettings):
     database_url: str = DEFAULT_DATABASE_URL
     secret: SecretStr | None = None
     smtp_url: str | None = None
+    # The sender of Patron's emails; the programme's name is shown as the sender's name.
+    mail_from: str = "no-reply@patron.localhost"
     log_level: str = "INFO"
     # Pool size per process; PostgreSQL only.
     db_pool_size: int = 10
+    # The worker's timetable, as JSON: {"job": "daily HH:MM" | "hourly :MM" | "every N minutes" |
+    # "off"} in the programme's time zone; jobs left out keep their defaults (jobs/schedule.py).
+    schedule: dict[str, str] = Field(default_factory=dict)
+    # The longest the worker sleeps before it looks at its timetable again, in seconds.
+    worker_poll_seconds: float = Field(default=60, gt=0, le=3600)
+
+    @field_validator("schedule")
+    @classmethod
+    def _check_schedule(cls, value: dict[str, str]) -> dict[str, str]:
+        from patron.jobs.schedule import DEFAULTS, parse
+
+        for name, text in value.items():
+            if name not in DEFAULTS:
+                raise ValueError(f"no job named {name!r}; jobs: {', '.join(DEFAULTS)}")
+            parse(text)
+        return value
 
     @property
     def is_sqlite(self) -> bool:

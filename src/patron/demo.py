@@ -1,50 +1,54 @@
 """A demo programme for a newcomer: Northwind Auto Service, a chain of car service centres.
 
-`run` fills an empty database in these steps, each in its own transaction (the history: one per
-member):
+`run` fills an empty database in these steps:
 
 1. the programme, through the services the API calls (so the audit log shows it): name, currency
    RUB, time zone Europe/Moscow, points held 7 days and expiring 365 days after the purchase; the
    earning rules a car service chain runs (a point per 100 RUB, more on tyres, double on oil
    changes, a visit bonus, batteries, welcome, survey and referral bonuses); a Bronze, Silver and
-   Gold ladder on a year's spend;
+   Gold ladder on a year's spend; a rewards catalogue (two discounts, a free wash, a gift in limited
+   stock, priority booking for Gold);
 2. members — Russian, English and a few Chinese names, phones, emails, birth dates, cars as
-   custom attributes, enrolment over the last six months at the chain's locations, a loyalty card
-   for most — inserted in bulk through `members.importing.insert_members`, so a million demo
-   members take as long as importing them;
-3. their history since enrolment, member by member in time order, through the services the API
-   calls with the clock set to when each thing happened: the welcome bonus at enrolment
-   (`rules.bonuses.award`, as `members.service.enrol` pays it), visits to the member's usual
-   service centre with baskets of car services and parts (`transactions.service.post`, some paid
-   partly with points), a few returns (`process_return`) and answered surveys (`events.service`);
-   then the release-pending and expire-points jobs as of now. Rules, tiers and balances come out as
-   real use would make them; nothing is written to the ledger directly. Above HISTORY_ALL_UP_TO
-   members only the first HISTORY_MEMBERS get a history (the rest have none);
+   custom attributes, enrolment over the last two years at the chain's locations, a loyalty card
+   for most — each with their history since enrolment, a chunk of BATCH_SIZE members per
+   transaction: the members through `members.importing.insert_members`, their history through
+   `demo_history` (the welcome bonus, visits to their usual service centre with baskets of car
+   services and parts, some paid partly with points, a few returns and refunds, answered surveys,
+   the nightly release-pending and expire-points runs, immediate tier upgrades), which writes the
+   rows the services would write, in bulk: COPY on PostgreSQL. A million members with some ten
+   million ledger entries take minutes; their histories are generated in a worker process
+   (POOL_FROM members and more) while this one writes;
+3. the release-pending, expire-points and refresh-segments jobs as of now, as `patron jobs run`
+   runs them (and recorded in the audit log the same way);
 4. what staff did afterwards (after the history, as it happened, so blocked members have their
    purchases from before): a few members blocked, lost cards blocked, worn cards replaced, bank
    cards linked;
 5. API keys: an admin key and a cashier key for the first location.
 
-Everything but the API keys and the database ids follows from the seed and the clock: the same
-seed on the same day gives the same members, numbers, cards, purchases and balances.
+Everything but the API keys follows from the seed and the clock: the same seed on the same day
+(and second) gives the same members, ids, numbers, cards, purchases and balances.
 """
 
 from __future__ import annotations
 
+import collections
 import math
+import multiprocessing
+import os
 import random
+import sys
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from decimal import Decimal
-from functools import partial
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from patron import demo_history as history
 from patron.access import service as access
 from patron.access.principal import Actor
 from patron.access.roles import Role
@@ -52,38 +56,34 @@ from patron.audit import service as audit
 from patron.cards import service as cards
 from patron.db import Database
 from patron.errors import Conflict
-from patron.events import service as events
-from patron.events.schemas import EventIn
 from patron.jobs import registry as jobs
 from patron.kit import clock
 from patron.kit.ids import DICTATION_ALPHABET
 from patron.kit.luhn import with_check_digit
-from patron.ledger import service as ledger
-from patron.ledger.models import PointLot
 from patron.members import service as members
 from patron.members.importing import NewMember, batched, in_background, insert_members
 from patron.members.models import Member
 from patron.program import service as program_service
 from patron.program.schemas import Expiry, ProgramPatch
-from patron.rules import bonuses, engine
+from patron.rewards import service as rewards
+from patron.rewards.schemas import RewardIn
 from patron.rules import service as rules
 from patron.rules.schemas import RuleIn
 from patron.tiers import service as tiers
 from patron.tiers.schemas import LadderIn
-from patron.transactions import service as transactions
-from patron.transactions.schemas import ItemIn, ReturnIn, ReturnItemIn, TransactionIn, TransactionOut
 
 DEFAULT_MEMBERS = 200
 DEFAULT_SEED = 1
 BATCH_SIZE = 5000
 PROGRAM_NAME = "Northwind Auto Service Club"
 TIMEZONE = "Europe/Moscow"
-ENROLMENT_DAYS = 182
+ENROLMENT_DAYS = 730
 SERVER = "http://127.0.0.1:8000"
-# Every member gets a history up to this many members; above it only the first HISTORY_MEMBERS do
-# (a history takes a few milliseconds per visit: bulk history at scale is for later).
-HISTORY_ALL_UP_TO = 5000
-HISTORY_MEMBERS = 2000
+# Staff accounts for the back office at /admin, one per role; a demo password, printed on purpose.
+STAFF_PASSWORD = "patron-demo"  # noqa: S105 - the demo's printed sign-in, not a secret
+STAFF_USERS = tuple((role, f"{role.value}@demo.patron") for role in Role)
+# From this many members the histories are generated in a worker process.
+POOL_FROM = 20_000
 
 
 @dataclass(frozen=True)
@@ -407,7 +407,7 @@ class DemoResult:
     # A member to try the API with: (name, phone, card number)
     sample: tuple[str, str, str] | None = None
     locations: tuple[Location, ...] = field(default=LOCATIONS)
-    # The history (step 3): how many members have one, and what it did.
+    # The history (step 2): how many members have one (all), and what it did.
     history_members: int = 0
     purchases: int = 0
     returns: int = 0
@@ -417,8 +417,10 @@ class DemoResult:
     points_redeemed: int = 0
     points_reversed: int = 0  # taken back by returns
     points_restored: int = 0  # given back by returns of purchases paid with points
-    points_released: int = 0  # made spendable by the release-pending job as of now
-    points_expired: int = 0
+    points_released: int = 0  # made spendable by release-pending, nightly and as of now
+    points_expired: int = 0  # by expire-points, nightly and as of now
+    ledger_entries: int = 0
+    tier_changes: int = 0
     # (tier name, members on it), from the base tier up.
     tiers: tuple[tuple[str, int], ...] = ()
 
@@ -490,7 +492,7 @@ def members_of(p: Plan) -> Iterator[NewMember]:
     rng = _rng("members", p.seed)
     codes = _Codes(rng, p.card_prefix)
     zone = ZoneInfo(TIMEZONE)
-    first_day = p.now.astimezone(zone).date() - timedelta(days=ENROLMENT_DAYS)
+    earliest = first_day(p.now)
     locations = tuple((loc.code, loc.weight) for loc in LOCATIONS)
     makes = list(CARS)
     for i in range(p.count):
@@ -519,7 +521,7 @@ def members_of(p: Plan) -> Iterator[NewMember]:
             birth_date = p.now.date() - timedelta(days=age_days)
         channel = _pick(rng, _CHANNELS)
         location = _pick(rng, locations) if channel in ("pos", "call_center") else None
-        day = first_day + timedelta(days=int(ENROLMENT_DAYS * (i + rng.random()) / p.count))
+        day = earliest + timedelta(days=int(ENROLMENT_DAYS * (i + rng.random()) / p.count))
         local_time = datetime(day.year, day.month, day.day, 9, tzinfo=zone) + timedelta(
             seconds=rng.randrange(12 * 3600)
         )
@@ -606,6 +608,56 @@ TIER_LADDER: dict[str, Any] = {
 }
 PENDING_DAYS = 7
 EXPIRY_DAYS = 365
+# The rewards catalogue; the free wash is SRV-WASH, which the demo's baskets contain.
+REWARDS: tuple[dict[str, Any], ...] = (
+    {
+        "name": "10 % off a service",
+        "description": "Ten percent off the next service visit, up to 3,000 RUB",
+        "kind": "percent_discount",
+        "value": "10",
+        "max_discount": "3000",
+        "cost_points": 300,
+        "valid_days": 60,
+    },
+    {
+        "name": "500 RUB off",
+        "description": "500 RUB off any purchase",
+        "kind": "amount_discount",
+        "value": "500",
+        "cost_points": 500,
+        "valid_days": 90,
+    },
+    {
+        "name": "Free car wash",
+        "description": "One exterior wash free with your next visit",
+        "kind": "free_item",
+        "sku": "SRV-WASH",
+        "cost_points": 250,
+        "valid_days": 30,
+    },
+    {
+        "name": "Priority booking",
+        "description": "A service slot within 24 hours for a month",
+        "kind": "privilege",
+        "cost_points": 150,
+        "tiers": ["gold"],
+        "valid_days": 30,
+    },
+    {
+        "name": "Northwind thermal mug",
+        "description": "A branded steel mug, while stocks last",
+        "kind": "gift",
+        "cost_points": 400,
+        "stock": 50,
+        "limit_per_member": 1,
+        "valid_days": 30,
+    },
+)
+
+
+def _create_rewards(session: Session, actor: Actor) -> None:
+    for reward in REWARDS:
+        rewards.create(session, actor, RewardIn.model_validate(reward))
 
 
 def _configure_programme(session: Session, actor: Actor) -> None:
@@ -624,328 +676,7 @@ def _configure_programme(session: Session, actor: Actor) -> None:
     tiers.put_ladder(session, actor, LadderIn.model_validate(TIER_LADDER))
     for rule in EARNING_RULES:
         rules.create(session, actor, RuleIn.model_validate(rule))
-
-
-# --- What the service centres sell ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Product:
-    sku: str
-    name: str
-    category: str
-    price: int  # RUB, for an ordinary car in Moscow
-    retail: bool = False  # sold over the counter, not fitted: it can come back unused
-
-
-CATALOGUE = {
-    p.sku: p
-    for p in (
-        Product("SRV-OIL", "Engine oil change", "oil_change", 1500),
-        Product("OIL-5W30-1L", "Engine oil 5W-30, 1 L", "oil_change", 950),
-        Product("FLT-OIL", "Oil filter", "filters", 690),
-        Product("FLT-AIR", "Engine air filter", "filters", 890),
-        Product("FLT-CABIN", "Cabin air filter", "filters", 1090),
-        Product("SRV-TYRE-FIT", "Seasonal tyre change, per wheel", "tyres", 750),
-        Product("SRV-BALANCE", "Wheel balancing, per wheel", "tyres", 350),
-        Product("SRV-TYRE-STORE", "Tyre storage for the season", "tyres", 3500),
-        Product("TYRE-SUMMER-R16", "Summer tyre 205/55 R16", "tyres", 7900),
-        Product("TYRE-WINTER-R16", "Winter tyre 205/55 R16, studded", "tyres", 9400),
-        Product("SRV-ALIGN", "Wheel alignment", "tyres", 2900),
-        Product("SRV-BRAKES", "Front brake pads replacement", "brakes", 2200),
-        Product("BRK-PADS-F", "Front brake pads", "brakes", 3900),
-        Product("BRK-DISCS-F", "Front brake discs, pair", "brakes", 8900),
-        Product("BRK-FLUID", "Brake fluid change", "brakes", 1900),
-        Product("SRV-DIAG", "Computer diagnostics", "diagnostics", 1800),
-        Product("SRV-SUSP", "Suspension check", "diagnostics", 1200),
-        Product("SRV-WASH", "Exterior wash", "wash", 900),
-        Product("SRV-INTERIOR", "Interior cleaning", "wash", 3500),
-        Product("SRV-AC", "Air conditioning service", "air_conditioning", 3200),
-        Product("BAT-60AH", "Battery 60 Ah", "batteries", 8900),
-        Product("BAT-80AH", "Battery 80 Ah", "batteries", 12900),
-        Product("SRV-BAT-FIT", "Battery fitting", "batteries", 500),
-        Product("PRT-WIPERS", "Wiper blades, pair", "accessories", 1600, retail=True),
-        Product("PRT-SCREENWASH", "Screenwash -25 °C, 4 L", "accessories", 450, retail=True),
-        Product("PRT-BULB-H7", "Headlight bulb H7", "accessories", 490, retail=True),
-        Product("PRT-FRESHENER", "Air freshener", "accessories", 350, retail=True),
-    )
-}
-# Why members come, by weight; some reasons have a season (month: factor).
-_VISITS = (("oil", 30), ("tyres", 10), ("brakes", 8), ("diagnostics", 10), ("wash", 16), ("ac", 4), ("battery", 3))
-_SEASONS = {
-    "tyres": {3: 4, 4: 6, 5: 2, 10: 6, 11: 5, 12: 2},
-    "ac": {5: 2, 6: 3, 7: 3, 8: 2},
-    "battery": {11: 2, 12: 3, 1: 3, 2: 2},
-}
-# Dearer cars pay more for the same work and parts; Moscow more than the regions.
-_MAKE_PRICES = {"BMW": 1.7, "Mercedes-Benz": 1.8, "Toyota": 1.2, "Volkswagen": 1.15, "Skoda": 1.1, "Mazda": 1.1}
-_MAKE_PRICES |= {"Nissan": 1.1, "Lada": 0.75, "Renault": 0.9}
-_LOCATION_PRICES = {"MSK-03": 0.97, "SPB-01": 0.95, "KZN-01": 0.85}
-# How often members come back, on average: regulars, ordinary members, occasional ones.
-_PROFILES = ((32, 22), (70, 48), (160, 30))
-REDEEM_FROM = 500  # members pay with points once they have this many,
-REDEEM_SHARE = 0.45  # at this share of their visits, up to half the bill
-RETURN_SHARE = 0.08  # of the visits with goods sold over the counter
-REFUND_SHARE = 0.01  # of the visits: a goodwill refund of part of the bill
-SURVEY_SHARE = 0.12  # of the visits
-
-
-@dataclass(frozen=True)
-class Line:
-    product: Product
-    quantity: int
-    unit_price: int  # RUB
-
-
-@dataclass(frozen=True)
-class Step:
-    """One thing in a member's history: `at` when it happened, `posted` when the till sent it."""
-
-    at: datetime
-    posted: datetime
-    kind: str  # welcome | purchase | return | refund | survey
-    visit: int = 0  # the purchase it belongs to (all kinds but welcome)
-    lines: tuple[Line, ...] = ()  # bought (purchase) or brought back (return)
-    refund: int = 0  # RUB (refund)
-
-
-@dataclass(frozen=True)
-class Subject:
-    """A demo member with a history: what the history needs to know about them."""
-
-    index: int
-    id: uuid.UUID
-    number: str
-    identify: tuple[str, str]  # how the till finds them: ("card" | "phone" | "member_id", value)
-    enrolled_at: datetime
-    channel: str
-    location: str | None
-    car_make: str | None
-
-
-@dataclass(frozen=True)
-class History:
-    location: str  # the member's usual service centre
-    steps: tuple[Step, ...]
-
-
-def _basket(rng: random.Random, reason: str, month: int, prices: float) -> list[Line]:
-    picked: list[tuple[str, int]] = []
-
-    def maybe(share: float, sku: str, quantity: int = 1) -> None:
-        if rng.random() < share:
-            picked.append((sku, quantity))
-
-    if reason == "oil":
-        picked += [("SRV-OIL", 1), ("OIL-5W30-1L", rng.choice((4, 4, 5))), ("FLT-OIL", 1)]
-        maybe(0.4, "FLT-AIR")
-        maybe(0.3, "FLT-CABIN")
-    elif reason == "tyres":
-        picked += [("SRV-TYRE-FIT", 4), ("SRV-BALANCE", 4)]
-        maybe(0.15, "TYRE-WINTER-R16" if month in (9, 10, 11, 12, 1, 2) else "TYRE-SUMMER-R16", 4)
-        maybe(0.4, "SRV-TYRE-STORE")
-        maybe(0.1, "SRV-ALIGN")
-    elif reason == "brakes":
-        picked += [("SRV-BRAKES", 1), ("BRK-PADS-F", 1)]
-        maybe(0.35, "BRK-DISCS-F")
-        maybe(0.25, "BRK-FLUID")
-    elif reason == "diagnostics":
-        picked.append(("SRV-DIAG", 1))
-        maybe(0.5, "SRV-SUSP")
-        maybe(0.2, "SRV-ALIGN")
-    elif reason == "wash":
-        picked.append(("SRV-WASH", 1))
-        maybe(0.35, "SRV-INTERIOR")
-    elif reason == "ac":
-        picked.append(("SRV-AC", 1))
-        maybe(0.4, "FLT-CABIN")
-    else:  # battery
-        picked += [("BAT-80AH" if prices >= 1.15 else "BAT-60AH", 1), ("SRV-BAT-FIT", 1)]
-    if reason != "wash":
-        maybe(0.12, "SRV-WASH")
-    maybe(0.12 if month in (10, 11, 12, 1, 2, 3) else 0.04, "PRT-SCREENWASH")
-    maybe(0.08 if month in (3, 4, 10, 11) else 0.04, "PRT-WIPERS")
-    maybe(0.05, "PRT-BULB-H7", 2)
-    maybe(0.06, "PRT-FRESHENER")
-    lines = []
-    for sku, quantity in picked:
-        product = CATALOGUE[sku]
-        # Brands and sizes differ: goods vary in price a little, labour follows the price list.
-        brand = rng.uniform(0.9, 1.15) if not sku.startswith("SRV-") else 1.0
-        lines.append(Line(product, quantity, max(10, round(product.price * prices * brand / 10) * 10)))
-    return lines
-
-
-def history_of(subject: Subject, seed: int, now: datetime) -> History:
-    """What member `subject` did from enrolment until `now`, in time order; the same seed, member
-    and `now` give the same history."""
-    rng = _rng(f"history:{subject.index}", seed)
-    zone = ZoneInfo(TIMEZONE)
-    location = subject.location or _pick(rng, tuple((loc.code, loc.weight) for loc in LOCATIONS))
-    prices = _MAKE_PRICES.get(subject.car_make or "", 1.0) * _LOCATION_PRICES.get(location, 1.0)
-    gap = rng.choices([days for days, _ in _PROFILES], weights=[w for _, w in _PROFILES])[0]
-    end = now - timedelta(hours=1)  # the last visit starts before this
-    steps = [Step(subject.enrolled_at, subject.enrolled_at, "welcome")]
-
-    def opening_hours(day: datetime, after: datetime) -> datetime:
-        local = day.astimezone(zone)
-        at = datetime(local.year, local.month, local.day, 9, tzinfo=zone) + timedelta(minutes=rng.randrange(11 * 60))
-        return max(at, after + timedelta(minutes=rng.randint(20, 90)))
-
-    if subject.channel == "pos" and rng.random() < 0.85:  # enrolled at the till, paying for a visit
-        at = subject.enrolled_at + timedelta(minutes=rng.randint(5, 40))
-    else:
-        at = opening_hours(subject.enrolled_at + timedelta(days=rng.expovariate(1 / gap)), subject.enrolled_at)
-    visit = 0
-    while at < end:
-        visit += 1
-        month = at.astimezone(zone).month
-        reasons = tuple((r, w * _SEASONS.get(r, {}).get(month, 1)) for r, w in _VISITS)
-        lines = tuple(_basket(rng, _pick(rng, reasons), month, prices))
-        steps.append(Step(at, at + timedelta(minutes=rng.randint(1, 6)), "purchase", visit, lines))
-        retail = [line for line in lines if line.product.retail]
-        if retail and rng.random() < RETURN_SHARE:
-            back = opening_hours(at + timedelta(days=rng.uniform(1, 10)), at)
-            steps.append(Step(back, back, "return", visit, (rng.choice(retail),)))
-        elif rng.random() < REFUND_SHARE:
-            back = opening_hours(at + timedelta(days=rng.uniform(1, 5)), at)
-            steps.append(Step(back, back, "refund", visit, refund=rng.choice((300, 500, 1000))))
-        if rng.random() < SURVEY_SHARE:
-            answered = at + timedelta(hours=rng.uniform(3, 48))
-            steps.append(Step(answered, answered, "survey", visit))
-        # Car owners come back fairly regularly: a gamma around their usual interval.
-        at = opening_hours(at + timedelta(days=max(3.0, rng.gammavariate(3, gap / 3))), at)
-    return History(location, tuple(sorted((s for s in steps if s.posted <= now), key=lambda s: s.posted)))
-
-
-@dataclass
-class Tally:
-    """What the history did, summed from what the services answered."""
-
-    purchases: int = 0
-    returns: int = 0
-    surveys: int = 0
-    points_earned: int = 0
-    points_bonus: int = 0
-    points_redeemed: int = 0
-    points_reversed: int = 0
-    points_restored: int = 0
-
-    def add(self, other: Tally) -> None:
-        for name in self.__dataclass_fields__:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
-
-def _spendable(session: Session, member_id: uuid.UUID, now: datetime) -> int:
-    """The points the member could spend now: available, plus pending ones whose hold has passed
-    (the purchase releases them before it redeems). Read only: the purchase does the releasing."""
-    matured = session.scalar(
-        select(func.coalesce(func.sum(PointLot.remaining), 0)).where(
-            PointLot.member_id == member_id, PointLot.pending.is_(True), PointLot.available_at <= now
-        )
-    )
-    return ledger.get_account(session, member_id).available + int(matured or 0)
-
-
-def live(session: Session, actor: Actor, subject: Subject, history: History, seed: int, secret: bytes) -> Tally:
-    """Post one member's history through the services, each step with the clock at its time."""
-    tally = Tally()
-    wallet = _rng(f"wallet:{subject.index}", seed)  # whether they pay with points
-    point_value = program_service.get(session).point_value_minor
-    bought: dict[int, TransactionOut] = {}
-    for step in history.steps:
-        ref = f"demo-{subject.number}-{step.visit:03d}"
-        with clock.frozen(step.posted):
-            if step.kind == "welcome":
-                member = members.get(session, subject.id)
-                account = ledger.lock_account(session, member.id)
-                when = engine.Occasion(at=step.at, channel=subject.channel, location=subject.location)
-                tally.points_bonus += bonuses.award(session, member, account, "welcome", when, actor).points
-            elif step.kind == "purchase":
-                total = sum(line.quantity * line.unit_price for line in step.lines) * 100
-                redeem = 0
-                spendable = _spendable(session, subject.id, step.posted)
-                if spendable >= REDEEM_FROM and wallet.random() < REDEEM_SHARE:
-                    redeem = min(spendable, total // 2 // point_value) // 50 * 50
-                by, value = subject.identify
-                out = transactions.post(
-                    session,
-                    actor,
-                    TransactionIn.model_validate(
-                        {
-                            "external_id": ref,
-                            by: value,
-                            "occurred_at": step.at,
-                            "location": history.location,
-                            "channel": "pos",
-                            "items": [
-                                ItemIn(
-                                    sku=line.product.sku,
-                                    name=line.product.name,
-                                    category=line.product.category,
-                                    quantity=Decimal(line.quantity),
-                                    unit_price=Decimal(line.unit_price),
-                                )
-                                for line in step.lines
-                            ],
-                            "redeem_points": redeem,
-                        }
-                    ),
-                    secret,
-                )
-                bought[step.visit] = out
-                tally.purchases += 1
-                tally.points_earned += out.points_earned
-                tally.points_redeemed += out.points_redeemed
-            elif step.kind in ("return", "refund"):
-                purchase = bought[step.visit]
-                if step.kind == "return":
-                    line = step.lines[0]
-                    body = ReturnIn(
-                        external_id=f"{ref}-return",
-                        items=[ReturnItemIn(sku=line.product.sku, quantity=Decimal(line.quantity))],
-                    )
-                else:
-                    amount = min(Decimal(step.refund), purchase.amount_due)
-                    if amount <= 0:  # paid wholly with points: nothing to refund in money
-                        continue
-                    body = ReturnIn(external_id=f"{ref}-refund", amount=amount)
-                back = transactions.process_return(session, actor, purchase.id, body)
-                tally.returns += 1
-                tally.points_reversed += back.points_reversed
-                tally.points_restored += back.points_restored
-            else:  # survey
-                answer = events.record(
-                    session,
-                    actor,
-                    EventIn(
-                        external_id=f"{ref}-survey", member_id=subject.id, type="survey_answered", occurred_at=step.at
-                    ),
-                )
-                tally.surveys += 1
-                tally.points_bonus += answer.points_earned
-    return tally
-
-
-def _history(
-    db: Database,
-    actor: Actor,
-    subjects: list[Subject],
-    *,
-    seed: int,
-    now: datetime,
-    secret: bytes,
-    on_progress: Callable[[int], None] | None,
-) -> Tally:
-    """Every subject's history up to `now`, one transaction per member."""
-    tally = Tally()
-    for subject in subjects:
-        history = history_of(subject, seed, now)
-        # Counted from what the transaction returns: Database.write may run it more than once.
-        tally.add(db.write(partial(live, actor=actor, subject=subject, history=history, seed=seed, secret=secret)))
-        if on_progress is not None:
-            on_progress(1)
-    return tally
+    _create_rewards(session, actor)
 
 
 def _run_job(db: Database, actor: Actor, name: str, as_of: datetime) -> dict[str, Any]:
@@ -960,6 +691,69 @@ def tier_counts(session: Session) -> tuple[tuple[str, int], ...]:
     return tuple((t.name, int(counts.get(t.code, 0))) for t in tiers.ladder(session))
 
 
+def first_day(now: datetime) -> date:
+    """The earliest local day a demo member can have enrolled on."""
+    return now.astimezone(ZoneInfo(TIMEZONE)).date() - timedelta(days=ENROLMENT_DAYS)
+
+
+def history_params(p: Plan, actor: Actor) -> history.Params:
+    return history.Params(
+        seed=p.seed,
+        now=int(p.now.timestamp()),
+        first_day=first_day(p.now),
+        locations=tuple((loc.code, loc.weight) for loc in LOCATIONS),
+        actor_kind=actor.kind,
+        actor_id=actor.id,
+        # The ids sort before any made after the demo, and in the order the members were made.
+        id_base_ms=int(p.now.timestamp() * 1000) - p.count - 1000,
+    )
+
+
+def subject(params: history.Params, index: int, m: NewMember) -> history.Subject:
+    """Member `index` of the plan, given its id; what its history needs to know about it."""
+    m.id = history.member_uuid(params, index)
+    assert m.number is not None and m.enrolled_at is not None  # members_of gives them
+    return history.Subject(
+        index,
+        str(m.id),
+        m.number,
+        int(m.enrolled_at.timestamp()),
+        m.channel,
+        m.location,
+        m.attributes.get("car_make"),
+    )
+
+
+def _histories(
+    programme: history.Programme,
+    params: history.Params,
+    batches: Iterator[tuple[list[NewMember], list[history.Subject]]],
+    processes: int,
+) -> Iterator[tuple[list[NewMember], history.Chunk]]:
+    """Each batch of members with its history, in order; generated in `processes` worker
+    processes, a few batches ahead of the writer, or here when processes is 0."""
+    if processes < 1:
+        for batch, subjects in batches:
+            yield batch, history.simulate(programme, params, subjects)
+        return
+    # fork, as members.importing does: quick, and the children only compute.
+    method = "fork" if sys.platform == "linux" else "spawn"
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context(method)) as pool:
+        pending: collections.deque[tuple[list[NewMember], Future[history.Chunk]]] = collections.deque()
+        try:
+            for batch, subjects in batches:
+                pending.append((batch, pool.submit(history.simulate, programme, params, subjects)))
+                if len(pending) > processes + 1:
+                    done, future = pending.popleft()
+                    yield done, future.result()
+            while pending:
+                done, future = pending.popleft()
+                yield done, future.result()
+        finally:
+            for _, future in pending:
+                future.cancel()
+
+
 def run(
     db: Database,
     actor: Actor,
@@ -969,70 +763,78 @@ def run(
     secret: bytes,
     batch_size: int = BATCH_SIZE,
     on_progress: Callable[[int], None] | None = None,
+    processes: int | None = None,
 ) -> DemoResult:
     """Fill an empty programme with the demo; see the module docstring for the steps.
 
-    `on_progress` is told of members as they are done, `count` in all: a member without a history
-    once it is inserted, a member with one once its history is posted."""
-    now = clock.now()
+    `on_progress` is told of members as they are written with their history, `count` in all.
+    `processes`: worker processes for the histories (default: one from POOL_FROM members on a
+    machine with more than one core, else none)."""
+    now = clock.now().replace(microsecond=0)  # histories count whole seconds
     result = DemoResult()
-    with_history = count if count <= HISTORY_ALL_UP_TO else HISTORY_MEMBERS
 
-    def configure(session: Session) -> tuple[Plan, str, str]:
+    def configure(session: Session) -> tuple[Plan, str, str, history.Programme]:
         existing = member_count(session)
         if existing:
             raise Conflict(f"The database already has {existing} members; the demo fills an empty programme only")
         _configure_programme(session, actor)
         program = program_service.get(session)
-        return plan(count, seed, now, program.card_prefix), program.rules_version, tiers.base_tier(session).code
+        p = plan(count, seed, now, program.card_prefix)
+        return p, program.rules_version, tiers.base_tier(session).code, history.Programme.read(session)
 
-    p, rules_version, base_tier = db.write(configure)
+    p, rules_version, base_tier, programme = db.write(configure)
+    params = history_params(p, actor)
+    bulk = count >= POOL_FROM
+    if processes is None:
+        # The writer and the database need a core between them.
+        processes = max((os.cpu_count() or 1) - 1, 1) if bulk and sys.platform == "linux" else 0
+    unchecked = bulk and db.read(history.may_skip_checks)
+
+    def batches() -> Iterator[tuple[list[NewMember], list[history.Subject]]]:
+        for start, batch in enumerate(batched(members_of(p), batch_size)):
+            yield batch, [subject(params, start * batch_size + i, m) for i, m in enumerate(batch)]
 
     # Members of the plan's special cases, kept as they pass by: (id, card number).
     special = p.blocked_members | p.blocked_cards | p.replaced_cards | set(p.bank_cards)
     kept: dict[int, tuple[uuid.UUID, str | None]] = {}
-    subjects: list[Subject] = []
-
-    def insert(batch: list[NewMember]) -> None:
-        db.write(lambda s: insert_members(s, batch, rules_version=rules_version, base_tier=base_tier))
-
+    tally = history.Tally()
     index = 0
-    for batch in in_background(batched(members_of(p), batch_size)):
-        insert(batch)
+    for batch, chunk in in_background(_histories(programme, params, batches(), processes)):
+        for m, tier in zip(batch, chunk.tiers, strict=True):
+            m.tier_code = tier
+
+        def write(session: Session, batch: list[NewMember] = batch, chunk: history.Chunk = chunk) -> None:
+            if unchecked:
+                history.skip_checks(session)
+            insert_members(session, batch, rules_version=rules_version, base_tier=base_tier)
+            history.write(session, chunk)
+
+        db.write(write)
         for m in batch:
-            assert m.id is not None and m.number is not None and m.enrolled_at is not None  # insert_members gave them
+            assert m.id is not None
             if index in special:
                 kept[index] = (m.id, m.card)
             if result.sample is None and m.phone and m.card and index not in special:
                 result.sample = (f"{m.first_name} {m.last_name}", m.phone, m.card)
-            if index < with_history:
-                identify = ("card", m.card) if m.card else ("phone", m.phone) if m.phone else ("member_id", str(m.id))
-                subjects.append(
-                    Subject(
-                        index,
-                        m.id,
-                        m.number,
-                        identify,
-                        m.enrolled_at,
-                        m.channel,
-                        m.location,
-                        m.attributes.get("car_make"),
-                    )
-                )
             index += 1
         result.members += len(batch)
         result.cards += sum(1 for m in batch if m.card)
+        tally.add(chunk.tally)
         if on_progress is not None:
-            without_history = index - max(index - len(batch), with_history)
-            if without_history > 0:
-                on_progress(without_history)
+            on_progress(len(batch))
 
-    tally = _history(db, actor, subjects, seed=seed, now=now, secret=secret, on_progress=on_progress)
-    result.history_members = len(subjects)
-    for name in Tally.__dataclass_fields__:
-        setattr(result, name, getattr(tally, name))
-    result.points_released = _run_job(db, actor, "release-pending", now)["points"]
-    result.points_expired = _run_job(db, actor, "expire-points", now)["points"]
+    result.history_members = tally.members
+    result.purchases, result.returns, result.surveys = tally.purchases, tally.returns, tally.surveys
+    result.points_earned, result.points_bonus = tally.points_earned, tally.points_bonus
+    result.points_redeemed, result.points_reversed = tally.points_redeemed, tally.points_reversed
+    result.points_restored, result.tier_changes = tally.points_restored, tally.tier_changes
+    if db.dialect == "postgresql":
+        # Fresh tables have no statistics yet: the jobs below would be planned blind.
+        db.write(lambda s: s.execute(text("ANALYZE")))
+    result.points_released = tally.points_released + _run_job(db, actor, "release-pending", now)["points"]
+    expired = _run_job(db, actor, "expire-points", now)
+    result.points_expired = tally.points_expired + expired["points"]
+    result.ledger_entries = tally.entries + expired["members"]  # one expire entry per member
     _run_job(db, actor, "refresh-segments", now)
 
     def staff_actions(session: Session) -> tuple[int, int, int, int]:
@@ -1062,6 +864,10 @@ def run(
     result.tiers = db.read(tier_counts)
 
     def keys(session: Session) -> tuple[str, str]:
+        for role, email in STAFF_USERS:  # back-office sign-ins, printed by `patron demo`
+            access.create_user(
+                session, actor, email=email, password=STAFF_PASSWORD, role=role, name=f"Demo {role.value}"
+            )
         _, admin = access.create_key(session, actor, role=Role.ADMIN, name="demo admin")
         _, cashier = access.create_key(
             session,
@@ -1074,3 +880,13 @@ def run(
 
     result.admin_key, result.cashier_key = db.write(keys)
     return result
+
+
+def portal_member(session: Session) -> str | None:
+    """The email of a demo member to try the member portal with (its code lands in /admin/mailbox)."""
+    return session.scalars(
+        select(Member.email)
+        .where(Member.status == "active", Member.email.is_not(None))
+        .order_by(Member.number)
+        .limit(1)
+    ).first()

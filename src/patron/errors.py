@@ -87,6 +87,11 @@ class MemberExists(Conflict):
     title = "A member with this email or phone already exists"
 
 
+class SelfReferral(Conflict):
+    code = "self_referral"
+    title = "A member cannot refer themself"
+
+
 class MemberBlocked(Conflict):
     code = "member_blocked"
     title = "The member is blocked"

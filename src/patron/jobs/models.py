@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text, Uuid
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from patron.db import Base, UTCDateTime
@@ -20,7 +20,8 @@ class JobRun(Base):
     __tablename__ = "job_runs"
 
     job: Mapped[str] = mapped_column(String(40), primary_key=True)
-    slot: Mapped[str] = mapped_column(String(40), primary_key=True)  # the scheduled instant, RFC 3339 UTC
+    # The scheduled instant, RFC 3339 UTC; "manual:<hex>" for a run asked for by hand.
+    slot: Mapped[str] = mapped_column(String(40), primary_key=True)
     as_of: Mapped[datetime] = mapped_column(UTCDateTime())
     status: Mapped[str] = mapped_column(String(10))  # running | done | failed
     worker: Mapped[str | None] = mapped_column(String(100))  # host:pid of the replica that ran it
@@ -28,6 +29,8 @@ class JobRun(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_job_runs_job_started_at", "job", "started_at"),)
 
 
 class BirthdayAward(Base):

@@ -11,8 +11,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import case, func, insert, select, update
+from sqlalchemy import BigInteger, ColumnElement, Table, Uuid, bindparam, case, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from patron.db import Database
@@ -20,15 +22,28 @@ from patron.kit import clock
 from patron.kit.ids import new_id
 from patron.ledger import service as ledger
 from patron.ledger.models import LedgerEntry, PointAccount, PointLot
+from patron.members.importing import bulk_insert
 
 CHUNK = 5000
 Progress = Callable[[int], None]
 
 
+def _chunk_of(session: Session, column: Any, member_ids: list[uuid.UUID]) -> ColumnElement[bool]:
+    """`column` is one of the chunk's members. On PostgreSQL as a join with unnest(array), as
+    members.importing.lookup does: the planner costs a list of thousands of ids as if it were
+    searched linearly and scans the whole table instead, once per chunk, so that a job over all
+    the members took time in the square of their number."""
+    if session.get_bind().dialect.name == "postgresql":
+        chunk: ColumnElement[bool] = column.in_(select(func.unnest(bindparam(None, member_ids, type_=ARRAY(Uuid())))))
+    else:
+        chunk = column.in_(member_ids)
+    return chunk
+
+
 def _lock_accounts(session: Session, member_ids: list[uuid.UUID]) -> dict[uuid.UUID, PointAccount]:
     rows = session.scalars(
         select(PointAccount)
-        .where(PointAccount.member_id.in_(member_ids))
+        .where(_chunk_of(session, PointAccount.member_id, member_ids))
         .order_by(PointAccount.member_id)
         .with_for_update()
         .execution_options(populate_existing=True)
@@ -104,6 +119,41 @@ def release_pending(db: Database, as_of: datetime, progress: Progress | None = N
     return {"members": members, "points": points}
 
 
+def _take_from_accounts(session: Session, amounts: list[tuple[uuid.UUID, int, int]], now: datetime) -> None:
+    """Expire (member, from pending, from available) points from each member's account."""
+    accounts: Table = PointAccount.__table__  # type: ignore[assignment]
+    a = accounts.c
+    if session.get_bind().dialect.name == "postgresql":
+        members, pending, available = zip(*amounts, strict=True)
+        v = select(
+            func.unnest(bindparam(None, list(members), type_=ARRAY(Uuid()))).label("member_id"),
+            func.unnest(bindparam(None, list(pending), type_=ARRAY(BigInteger()))).label("pending"),
+            func.unnest(bindparam(None, list(available), type_=ARRAY(BigInteger()))).label("available"),
+        ).subquery("v")
+        session.execute(
+            update(accounts)
+            .where(a.member_id == v.c.member_id)
+            .values(
+                pending=a.pending - v.c.pending,
+                available=a.available - v.c.available,
+                expired=a.expired + v.c.pending + v.c.available,
+                updated_at=now,
+            )
+        )
+        return
+    session.execute(
+        update(accounts)
+        .where(a.member_id == bindparam("m"))
+        .values(
+            pending=a.pending - bindparam("p"),
+            available=a.available - bindparam("a"),
+            expired=a.expired + bindparam("p") + bindparam("a"),
+            updated_at=now,
+        ),
+        [{"m": m, "p": p, "a": av} for m, p, av in amounts],
+    )
+
+
 def expire_points(db: Database, as_of: datetime, progress: Progress | None = None) -> dict[str, int]:
     due = (PointLot.remaining > 0, PointLot.expires_at.is_not(None), PointLot.expires_at <= as_of)
 
@@ -114,7 +164,14 @@ def expire_points(db: Database, as_of: datetime, progress: Progress | None = Non
         return list(s.scalars(stmt.group_by(PointLot.member_id).order_by(PointLot.member_id).limit(CHUNK)))
 
     def work(s: Session, ids: list[uuid.UUID]) -> int:
-        _lock_accounts(s, ids)
+        # Locked by id only: the balances are read with the lots below, and loading the accounts
+        # as objects cost a fifth of the job over a million members.
+        s.execute(
+            select(PointAccount.member_id)
+            .where(_chunk_of(s, PointAccount.member_id, ids))
+            .order_by(PointAccount.member_id)
+            .with_for_update()
+        ).all()
         now = clock.now()
         rows = s.execute(
             select(
@@ -125,12 +182,14 @@ def expire_points(db: Database, as_of: datetime, progress: Progress | None = Non
                 func.sum(case((PointLot.pending.is_(True), 0), else_=PointLot.remaining)),
             )
             .join(PointLot, PointLot.member_id == PointAccount.member_id)
-            .where(PointAccount.member_id.in_(ids), *due)
+            .where(_chunk_of(s, PointAccount.member_id, ids), *due)
             .group_by(PointAccount.member_id, PointAccount.available, PointAccount.pending)
         ).all()
         entries = []
+        amounts = []
         for member_id, available, pending, from_pending, from_available in rows:
             amount = int(from_pending) + int(from_available)
+            amounts.append((member_id, int(from_pending), int(from_available)))
             entries.append(
                 {
                     "id": new_id(),
@@ -145,30 +204,13 @@ def expire_points(db: Database, as_of: datetime, progress: Progress | None = Non
             )
         if not entries:
             return 0
-        s.execute(insert(LedgerEntry), entries)
-        pending_part = (
-            select(func.coalesce(func.sum(case((PointLot.pending.is_(True), PointLot.remaining), else_=0)), 0))
-            .where(PointLot.member_id == PointAccount.member_id, *due)
-            .scalar_subquery()
-        )
-        all_part = (
-            select(func.coalesce(func.sum(PointLot.remaining), 0))
-            .where(PointLot.member_id == PointAccount.member_id, *due)
-            .scalar_subquery()
-        )
+        # COPY on PostgreSQL: half the time of a multi-row INSERT for a chunk's entries.
+        bulk_insert(s, LedgerEntry.__table__, entries)  # type: ignore[arg-type]
+        # The amounts just summed, not summed again per account: the accounts are locked, so
+        # their lots cannot have changed since.
+        _take_from_accounts(s, amounts, now)
         s.execute(
-            update(PointAccount)
-            .where(PointAccount.member_id.in_(ids))
-            .values(
-                pending=PointAccount.pending - pending_part,
-                available=PointAccount.available - (all_part - pending_part),
-                expired=PointAccount.expired + all_part,
-                updated_at=now,
-            ),
-            execution_options={"synchronize_session": False},
-        )
-        s.execute(
-            update(PointLot).where(PointLot.member_id.in_(ids), *due).values(remaining=0),
+            update(PointLot).where(_chunk_of(s, PointLot.member_id, ids), *due).values(remaining=0),
             execution_options={"synchronize_session": False},
         )
         return sum(-int(e["points"]) for e in entries)

@@ -14,7 +14,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from patron.access.principal import Actor
 from patron.audit import service as audit
 from patron.cards.models import Card
-from patron.errors import MemberBlocked, MemberExists, NotFound, ValidationFailed
+from patron.errors import MemberBlocked, MemberExists, NotFound, SelfReferral, ValidationFailed
 from patron.kit import clock
 from patron.kit.cards_text import clean_card_number
 from patron.kit.ids import dictation_code, random_digits
@@ -93,6 +93,17 @@ def _refuse_duplicates(session: Session, email: str | None, phone: str | None, e
         raise MemberExists("A member with this email or phone already exists")
 
 
+def _refuse_self_referral(referrer: Member, data: MemberCreate) -> None:
+    """The code's owner enrolling again under another email or phone (a shared email or phone is
+    already `member_exists`): the same name and the same birth date say it is the same person."""
+    if (
+        data.birth_date is not None
+        and referrer.birth_date == data.birth_date
+        and referrer.name_key == name_key(data.first_name, data.last_name)
+    ):
+        raise SelfReferral("The referral code belongs to the member who is enrolling")
+
+
 def enrol(session: Session, actor: Actor, data: MemberCreate, *, welcome: bool = True) -> Member:
     if not data.consents.program_rules:
         raise ValidationFailed("the member has to accept the programme rules", field="consents.program_rules")
@@ -102,13 +113,15 @@ def enrol(session: Session, actor: Actor, data: MemberCreate, *, welcome: bool =
     phone = phone_for(session, data.phone) if data.phone else None
     if data.birth_date is not None:
         _check_birth_date(data.birth_date)
-    referrer_id = None
+    referrer = None
     if data.referral_code:
         referrer = session.scalars(select(Member).where(Member.referral_code == data.referral_code.upper())).first()
         if referrer is None or referrer.status == "erased":
             raise ValidationFailed("no member has this referral code", field="referral_code")
-        referrer_id = referrer.id
     _refuse_duplicates(session, email, phone, None)
+    if referrer is not None:
+        _refuse_self_referral(referrer, data)
+    referrer_id = referrer.id if referrer is not None else None
     program = program_service.get(session)
     now = clock.now()
     member = Member(

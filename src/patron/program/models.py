@@ -28,6 +28,9 @@ class Program(Base):
     card_prefix: Mapped[str] = mapped_column(String(8))
     tier_metric: Mapped[str] = mapped_column(String(10), default="points")
     tier_window_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Days a member keeps a tier after reaching it before requalification may move them down;
+    # NULL when the ladder was put without it (no grace), so GET /v1/tiers echoes what was given.
+    tier_grace_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # Bumped by every change to rules or tiers, so processes can cache them safely.
     config_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

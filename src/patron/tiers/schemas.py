@@ -8,6 +8,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from patron.kit.types import DecimalText, Stripped
 
 Metric = Literal["points", "spend", "visits"]
+GRACE = (
+    "Downgrade with grace: a member keeps a tier at least this many days after reaching it (their "
+    "last change into it) before `requalify-tiers` may move them down. Upgrades are never held back. "
+    "Optional; absent or 0 means no grace. Shown only when it was given."
+)
 
 
 class TierIn(BaseModel):
@@ -25,6 +30,7 @@ class LadderIn(BaseModel):
 
     metric: Metric
     window_days: Annotated[int, Field(ge=1, le=3650)] | None = None
+    grace_days: Annotated[int, Field(ge=0, le=3650)] | None = Field(default=None, description=GRACE)
     tiers: list[TierIn] = Field(min_length=1, max_length=20)
 
 
@@ -39,4 +45,5 @@ class TierOut(BaseModel):
 class LadderOut(BaseModel):
     metric: Metric
     window_days: int | None
+    grace_days: int | None = Field(default=None, description=GRACE, exclude_if=lambda v: v is None)
     tiers: list[TierOut]

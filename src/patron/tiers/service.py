@@ -164,6 +164,7 @@ def ladder_out(session: Session) -> LadderOut:
     return LadderOut(
         metric=program.tier_metric,
         window_days=program.tier_window_days,
+        grace_days=program.tier_grace_days,
         tiers=[
             TierOut(code=t.code, name=t.name, threshold=t.threshold, multiplier=t.multiplier, benefits=list(t.benefits))
             for t in ladder(session)
@@ -173,7 +174,8 @@ def ladder_out(session: Session) -> LadderOut:
 
 def put_ladder(session: Session, actor: Actor, data: LadderIn) -> LadderOut:
     """Replace the tier ladder. Members on a tier that no longer exists move to the first tier;
-    everyone else keeps theirs until a purchase upgrades them or requalification runs."""
+    then everyone whose metric reaches a higher tier goes up at once. Nobody goes down until
+    requalification runs."""
     codes = [t.code for t in data.tiers]
     if len(set(codes)) != len(codes):
         raise ValidationFailed("tier codes must be unique", field="tiers")
@@ -188,6 +190,7 @@ def put_ladder(session: Session, actor: Actor, data: LadderIn) -> LadderOut:
     program = program_service.get(session, for_update=True)
     program.tier_metric = data.metric
     program.tier_window_days = data.window_days
+    program.tier_grace_days = data.grace_days
     session.execute(delete(Tier))
     session.add_all(
         Tier(
@@ -206,7 +209,18 @@ def put_ladder(session: Session, actor: Actor, data: LadderIn) -> LadderOut:
         execution_options={"synchronize_session": False},
     )
     program_service.bump_config(session)
-    audit.record(session, actor, "tiers.update", "program", "tiers", {"codes": codes, "metric": data.metric})
+    # The job module builds on this one; imported here, where the two meet, to keep imports acyclic.
+    from patron.jobs.requalify import place_after_ladder_change
+
+    upgraded = place_after_ladder_change(session, clock.now())
+    audit.record(
+        session,
+        actor,
+        "tiers.update",
+        "program",
+        "tiers",
+        {"codes": codes, "metric": data.metric, "upgraded": upgraded},
+    )
     return ladder_out(session)
 
 

@@ -49,6 +49,9 @@ from patron.transactions.schemas import (
 # A till clock a little ahead of ours is normal; a purchase a day in the future is a mistake.
 FUTURE_TOLERANCE = timedelta(minutes=5)
 PURCHASE_RULE_KINDS = ("spend", "category", "sku", "visit", "multiplier")
+# Money at the till stays below 10**15 minor units (10 trillion roubles): far above any real
+# purchase, and far enough below BIGINT and Decimal's 28 digits that no sum or share overflows.
+MAX_MINOR = 10**15
 
 
 @dataclass
@@ -104,12 +107,18 @@ def _price(program: Program, data: TransactionIn) -> tuple[list[PricedLine], int
             unit = to_minor(item.unit_price, currency)
         except ValueError as exc:
             raise ValidationFailed(str(exc), field=f"items.{i}.unit_price") from exc
+        if unit >= MAX_MINOR:
+            raise ValidationFailed("unit_price is too large", field=f"items.{i}.unit_price")
+        if item.quantity * unit >= MAX_MINOR:
+            raise ValidationFailed("the line's amount is too large", field=f"items.{i}.quantity")
         total = to_minor(round_money(item.quantity * item.unit_price, currency), currency)
         lines.append(PricedLine(item.sku, item.name, item.category, item.quantity, unit, total))
     if data.items is not None and not lines:
         raise ValidationFailed("items cannot be empty; send total alone instead", field="items")
     if lines:
         total = sum(line.total for line in lines)
+        if total >= MAX_MINOR:
+            raise ValidationFailed("the total is too large", field="items")
         if data.total is not None:
             try:
                 given = to_minor(data.total, currency)
@@ -126,9 +135,12 @@ def _price(program: Program, data: TransactionIn) -> tuple[list[PricedLine], int
     if data.total < 0:
         raise ValidationFailed("total cannot be negative", field="total")
     try:
-        return [], to_minor(data.total, currency)
+        total = to_minor(data.total, currency)
     except ValueError as exc:
         raise ValidationFailed(str(exc), field="total") from exc
+    if total >= MAX_MINOR:
+        raise ValidationFailed("the total is too large", field="total")
+    return [], total
 
 
 def balance_of(account: PointAccount) -> PointsSummary:

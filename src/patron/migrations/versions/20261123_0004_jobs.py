@@ -1,4 +1,4 @@
-"""job runs and birthday awards
+"""job runs, birthday awards, the tier ladder's grace days
 
 Revision ID: 20261123_jobs
 Revises: 20261123_segments
@@ -30,6 +30,7 @@ def upgrade() -> None:
         sa.Column("error", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("job", "slot", name=op.f("pk_job_runs")),
     )
+    op.create_index("ix_job_runs_job_started_at", "job_runs", ["job", "started_at"], unique=False)
     op.create_table(
         "birthday_awards",
         sa.Column("member_id", sa.Uuid(), nullable=False),
@@ -39,8 +40,11 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["member_id"], ["members.id"], name=op.f("fk_birthday_awards_member_id_members")),
         sa.PrimaryKeyConstraint("member_id", "year", name=op.f("pk_birthday_awards")),
     )
+    op.add_column("program", sa.Column("tier_grace_days", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("program") as batch:
+        batch.drop_column("tier_grace_days")
     op.drop_table("birthday_awards")
     op.drop_table("job_runs")

@@ -1,0 +1,1 @@
+"""Analytics: the figures an owner looks at first, computed set-wise in the database."""
