@@ -17,12 +17,7 @@ def run_idempotent(
     """Do `work` once per (scope, external_id); repeats get the first answer, marked as replayed."""
 
     def run(session: Session) -> tuple[Replay, bool]:
-        replay = service.claim(session, scope, external_id, payload)
-        if replay is not None:
-            return replay, True
-        body = work(session).model_dump(mode="json")
-        service.complete(session, scope, external_id, status, body)
-        return Replay(status, body), False
+        return service.once(session, scope, external_id, payload, lambda: work(session), status)
 
     result, replayed = db.write(run)
     headers = {"Idempotent-Replayed": "true"} if replayed else None

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -73,3 +75,16 @@ def complete(session: Session, scope: str, external_id: str, status: int, body: 
         .where(IdempotencyRecord.scope == scope, IdempotencyRecord.external_id == external_id)
         .values(status=status, response=body)
     )
+
+
+def once(
+    session: Session, scope: str, external_id: str, payload: Any, work: Callable[[], BaseModel], status: int = 201
+) -> tuple[Replay, bool]:
+    """Do `work` once per (scope, external_id): (its answer, False), or (the first answer, True)
+    for a repeat. The API's endpoints and the web forms that move points share this."""
+    replay = claim(session, scope, external_id, payload)
+    if replay is not None:
+        return replay, True
+    body = work().model_dump(mode="json")
+    complete(session, scope, external_id, status, body)
+    return Replay(status, body), False

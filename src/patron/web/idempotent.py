@@ -29,12 +29,8 @@ def once(
     session: Session, scope: str, key: str, payload: dict[str, Any], work: Callable[[], BaseModel]
 ) -> tuple[dict[str, Any], bool]:
     """(the answer, whether it is a replay of an earlier submission)."""
-    replay = idempotency.claim(session, scope, key, payload)
-    if replay is not None:
-        return replay.body, True
-    body = work().model_dump(mode="json")
-    idempotency.complete(session, scope, key, 201, body)
-    return body, False
+    answer, replayed = idempotency.once(session, scope, key, payload, work)
+    return answer.body, replayed
 
 
 def as_refusal(exc: Exception) -> PatronError:

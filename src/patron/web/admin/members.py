@@ -14,13 +14,12 @@ from patron.access.roles import Perm
 from patron.analytics import members as member_reads
 from patron.cards import service as cards
 from patron.errors import NotFound, PatronError, ValidationFailed
-from patron.idempotency import service as idempotency
 from patron.ledger import service as ledger
 from patron.ledger.schemas import AdjustmentIn
 from patron.members import service as members
 from patron.segments import service as segments
 from patron.tiers import service as tiers
-from patron.web import i18n, security
+from patron.web import i18n, idempotent, security
 from patron.web.admin.common import build, db, integer, new_external_id, optional, text
 from patron.web.errors import Described, describe
 from patron.web.i18n import N_
@@ -138,14 +137,12 @@ def adjust_points(
         )
         payload = {"member_id": str(key), **body.model_dump(mode="json")}
 
-        def run(s: Session) -> None:
-            # The API's idempotency scope and payload: a repeat of this form is a repeat of the call.
-            replay = idempotency.claim(s, "adjustment", body.external_id, payload)
-            if replay is None:
-                entry = ledger.adjust(s, staff.actor, key, body)
-                idempotency.complete(s, "adjustment", body.external_id, 201, entry.model_dump(mode="json"))
-
-        db(request).write(run)
+        # The API's idempotency scope and payload: a repeat of this form is a repeat of the call.
+        db(request).write(
+            lambda s: idempotent.once(
+                s, "adjustment", body.external_id, payload, lambda: ledger.adjust(s, staff.actor, key, body)
+            )
+        )
     except PatronError as exc:
         return _refused(request, staff, key, "adjust", exc, values)
     _ = i18n.gettext(request)
