@@ -26,7 +26,7 @@ from sqlalchemy import exists, extract, insert, select
 from sqlalchemy.orm import Session
 
 from patron.access.principal import SYSTEM
-from patron.db import Database
+from patron.db import Database, among
 from patron.jobs.models import BirthdayAward
 from patron.jobs.points import _lock_accounts
 from patron.kit import clock
@@ -74,16 +74,17 @@ def _pay(session: Session, as_of: datetime, local_day: date, ids: list[uuid.UUID
     for member_id in ids:
         if member_id not in accounts:  # members from before accounts existed
             accounts[member_id] = ledger.lock_account(session, member_id)
+    dialect = session.get_bind().dialect.name
     paid_before = set(
         session.scalars(
             select(BirthdayAward.member_id).where(
-                BirthdayAward.member_id.in_(ids), BirthdayAward.year == local_day.year
+                among(BirthdayAward.member_id, ids, dialect), BirthdayAward.year == local_day.year
             )
         )
     )
     members = session.execute(
         select(Member.id, Member.tier_code, Member.channel, Member.location)
-        .where(Member.id.in_(ids), Member.status == "active")
+        .where(among(Member.id, ids, dialect), Member.status == "active")
         .order_by(Member.id)
     ).all()
     rules = rules_service.active_rules(session, (KIND,))

@@ -17,7 +17,7 @@ from sqlalchemy import BigInteger, ColumnElement, Table, Uuid, bindparam, case, 
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from patron.db import Database
+from patron.db import Database, among
 from patron.kit import clock
 from patron.kit.ids import new_id
 from patron.ledger import service as ledger
@@ -29,15 +29,7 @@ Progress = Callable[[int], None]
 
 
 def _chunk_of(session: Session, column: Any, member_ids: list[uuid.UUID]) -> ColumnElement[bool]:
-    """`column` is one of the chunk's members. On PostgreSQL as a join with unnest(array), as
-    members.importing.lookup does: the planner costs a list of thousands of ids as if it were
-    searched linearly and scans the whole table instead, once per chunk, so that a job over all
-    the members took time in the square of their number."""
-    if session.get_bind().dialect.name == "postgresql":
-        chunk: ColumnElement[bool] = column.in_(select(func.unnest(bindparam(None, member_ids, type_=ARRAY(Uuid())))))
-    else:
-        chunk = column.in_(member_ids)
-    return chunk
+    return among(column, member_ids, session.get_bind().dialect.name)
 
 
 def _lock_accounts(session: Session, member_ids: list[uuid.UUID]) -> dict[uuid.UUID, PointAccount]:
@@ -94,14 +86,14 @@ def release_pending(db: Database, as_of: datetime, progress: Progress | None = N
             released += int(
                 s.scalar(
                     select(func.coalesce(func.sum(PointLot.remaining), 0)).where(
-                        PointLot.member_id.in_(plain), *matured
+                        _chunk_of(s, PointLot.member_id, plain), *matured
                     )
                 )
                 or 0
             )
             s.execute(
                 update(PointAccount)
-                .where(PointAccount.member_id.in_(plain))
+                .where(_chunk_of(s, PointAccount.member_id, plain))
                 .values(
                     available=PointAccount.available + total,
                     pending=PointAccount.pending - total,
@@ -110,7 +102,7 @@ def release_pending(db: Database, as_of: datetime, progress: Progress | None = N
                 execution_options={"synchronize_session": False},
             )
             s.execute(
-                update(PointLot).where(PointLot.member_id.in_(plain), *matured).values(pending=False),
+                update(PointLot).where(_chunk_of(s, PointLot.member_id, plain), *matured).values(pending=False),
                 execution_options={"synchronize_session": False},
             )
         return released

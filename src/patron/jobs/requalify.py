@@ -35,7 +35,6 @@ from sqlalchemy import (
     String,
     Table,
     Uuid,
-    any_,
     bindparam,
     case,
     func,
@@ -47,9 +46,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.orm import Session
 
-from patron.db import Database
+from patron.db import Database, among
 from patron.kit.ids import new_id
 from patron.kit.money import minor_digits
 from patron.ledger.models import LedgerEntry, PointAccount
@@ -109,13 +108,6 @@ def _ladder(session: Session, as_of: datetime) -> Ladder:
     )
 
 
-def _among(column: InstrumentedAttribute[uuid.UUID], ids: Sequence[uuid.UUID], dialect: str) -> ColumnElement[bool]:
-    """`column IN ids`; on PostgreSQL one array parameter rather than thousands of parameters."""
-    if dialect == "postgresql":
-        return column == any_(bindparam(None, list(ids), type_=ARRAY(Uuid())))
-    return column.in_(ids)
-
-
 def _metric(ladder: Ladder, as_of: datetime, only: ColumnElement[bool] | None) -> Any:
     """Each member's metric over the window ending at `as_of`, grouped: what tiers/service.py
     `metric_values` computes for a list of members at the time of a purchase."""
@@ -152,7 +144,7 @@ def _moves_statement(
     metric = _metric(
         ladder,
         as_of,
-        _among(LedgerEntry.member_id if ladder.metric == "points" else Transaction.member_id, only, dialect)
+        among(LedgerEntry.member_id if ladder.metric == "points" else Transaction.member_id, only, dialect)
         if only is not None
         else None,
     )
@@ -179,7 +171,7 @@ def _moves_statement(
     if upgrades_only:
         stmt = stmt.where(target > current)
     if only is not None:
-        stmt = stmt.where(_among(Member.id, only, dialect))
+        stmt = stmt.where(among(Member.id, only, dialect))
     return stmt
 
 
@@ -201,7 +193,7 @@ def _apply(
     """Move these members, if they still must move once their accounts are locked."""
     session.execute(
         select(PointAccount.member_id)
-        .where(_among(PointAccount.member_id, ids, dialect))
+        .where(among(PointAccount.member_id, ids, dialect))
         .order_by(PointAccount.member_id)
         .with_for_update()
     ).all()

@@ -73,7 +73,9 @@ class PointLot(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (
-        Index("ix_point_lots_member_open", "member_id", "remaining"),
+        # Not (member_id, remaining): an index on `remaining` would make every spend and expiry of a
+        # lot a full update of all its indexes instead of a heap-only one on PostgreSQL.
+        Index("ix_point_lots_member_id", "member_id"),
         Index("ix_point_lots_expires_at", "expires_at"),
         Index("ix_point_lots_pending_available_at", "pending", "available_at"),
         Index("ix_point_lots_transaction_id", "transaction_id"),
