@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -34,9 +34,20 @@ def request_hash(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
 
 
-def _insert(session: Session):  # type: ignore[no-untyped-def]
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(IdempotencyRecord)
+# Built once: a statement object keeps its cache key, so executing it again skips building the
+# statement and its key, a real share of the till's CPU.
+_CLAIM = {
+    name: dialect.insert(IdempotencyRecord).on_conflict_do_nothing().returning(IdempotencyRecord.scope)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+_FIRST = select(IdempotencyRecord.request_hash, IdempotencyRecord.status, IdempotencyRecord.response).where(
+    IdempotencyRecord.scope == bindparam("s"), IdempotencyRecord.external_id == bindparam("e")
+)
+_COMPLETE = (
+    update(IdempotencyRecord)
+    .where(IdempotencyRecord.scope == bindparam("s"), IdempotencyRecord.external_id == bindparam("e"))
+    .values(status=bindparam("new_status"), response=bindparam("new_response"))
+)
 
 
 def claim(session: Session, scope: str, external_id: str, payload: Any) -> Replay | None:
@@ -47,34 +58,27 @@ def claim(session: Session, scope: str, external_id: str, payload: Any) -> Repla
     nothing is inserted and its answer is read and replayed.
     """
     digest = request_hash(payload)
-    stmt = (
-        _insert(session)
-        .values(
-            scope=scope, external_id=external_id, request_hash=digest, status=0, response={}, created_at=clock.now()
-        )
-        .on_conflict_do_nothing()
-        .returning(IdempotencyRecord.scope)
-    )
     # Core statements on the session's connection: the ORM's bulk paths (and the autoflush they
     # trigger) cost more than the whole idempotency check.
-    if session.connection().execute(stmt).first() is not None:
+    conn = session.connection()
+    row = {
+        "scope": scope,
+        "external_id": external_id,
+        "request_hash": digest,
+        "status": 0,
+        "response": {},
+        "created_at": clock.now(),
+    }
+    if conn.execute(_CLAIM[conn.dialect.name], row).first() is not None:
         return None
-    first = session.execute(
-        select(IdempotencyRecord.request_hash, IdempotencyRecord.status, IdempotencyRecord.response).where(
-            IdempotencyRecord.scope == scope, IdempotencyRecord.external_id == external_id
-        )
-    ).one()
+    first = conn.execute(_FIRST, {"s": scope, "e": external_id}).one()
     if first.request_hash != digest:
         raise IdempotencyConflict(f"external_id {external_id!r} was already used with a different request body")
     return Replay(first.status, first.response)
 
 
 def complete(session: Session, scope: str, external_id: str, status: int, body: dict[str, Any]) -> None:
-    session.connection().execute(
-        update(IdempotencyRecord)
-        .where(IdempotencyRecord.scope == scope, IdempotencyRecord.external_id == external_id)
-        .values(status=status, response=body)
-    )
+    session.connection().execute(_COMPLETE, {"s": scope, "e": external_id, "new_status": status, "new_response": body})
 
 
 def once(

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import case, func, insert, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from patron.access.principal import Actor
 from patron.audit import service as audit
-from patron.db import Base
+from patron.db import Base, insert_into
 from patron.errors import InsufficientPoints, NotFound, ValidationFailed
 from patron.kit import clock
 from patron.kit.ids import new_id
@@ -64,7 +64,7 @@ def _write(session: Session, model: type[Base], row: dict[str, Any]) -> None:
     (a member enrolled and welcomed in the same transaction)."""
     if session.new:
         session.flush()
-    session.connection().execute(insert(model), row)
+    session.connection().execute(insert_into(model.__table__), row)
 
 
 def _entry(

@@ -14,12 +14,13 @@ from datetime import timedelta
 from decimal import Decimal
 from fractions import Fraction
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from patron.access.principal import Actor
 from patron.cards import service as cards
 from patron.cards.models import Card
+from patron.db import insert_into
 from patron.errors import Forbidden, InsufficientPoints, NotFound, ValidationFailed
 from patron.kit import clock
 from patron.kit.cards_text import clean_card_number
@@ -32,7 +33,7 @@ from patron.members import service as members
 from patron.members.models import Member
 from patron.members.schemas import PointsSummary, TierRef
 from patron.program import service as program_service
-from patron.program.models import Program
+from patron.program.models import PROGRAM_ID, Program
 from patron.rewards import service as rewards
 from patron.rules import bonuses, engine
 from patron.rules import service as rules
@@ -53,6 +54,20 @@ PURCHASE_RULE_KINDS = ("spend", "category", "sku", "visit", "multiplier")
 # purchase, and far enough below BIGINT and Decimal's 28 digits that no sum or share overflows.
 MAX_MINOR = 10**15
 
+# The till's statements, built once (see db.insert_into).
+TRANSACTIONS: Table = Transaction.__table__  # type: ignore[assignment]
+LINES: Table = TransactionLine.__table__  # type: ignore[assignment]
+# The programme's row comes along, so that program_service.get finds it in the session.
+_BY_CARD = (
+    select(Card, Member, PointAccount, Program)
+    .join(Member, Member.id == Card.member_id)
+    .join(PointAccount, PointAccount.member_id == Member.id)
+    .join(Program, Program.id == PROGRAM_ID)
+    .where(Card.number == bindparam("number"), Member.referred_by_id.is_(None))
+    .with_for_update(of=PointAccount)
+    .execution_options(populate_existing=True)
+)
+
 
 @dataclass
 class PricedLine:
@@ -64,11 +79,15 @@ class PricedLine:
     total: int
 
 
-def _identify(session: Session, data: TransactionIn, secret: bytes) -> tuple[Member, PointAccount | None]:
-    """The member, and their point account already locked when a card leads straight to both.
+def _identify(
+    session: Session, data: TransactionIn, secret: bytes
+) -> tuple[Member, PointAccount | None, Program | None]:
+    """The member; and their point account, locked, and the programme when a card leads
+    straight to them (the caller keeps the programme: the session holds loaded rows only while
+    something refers to them).
 
-    That is the till's usual case, so it is one statement (card, member and account joined, the
-    account row locked) instead of two. Anything else goes through cards.identify, and so do
+    That is the till's usual case, so it is one statement (card, member, account and the
+    programme joined, the account row locked) instead of three. Anything else goes through cards.identify, and so do
     referred members: their first purchase locks the referrer's account too, which may come
     first in key order."""
     given = [(k, v) for k, v in (("member_id", data.member_id), ("card", data.card), ("phone", data.phone)) if v]
@@ -81,18 +100,11 @@ def _identify(session: Session, data: TransactionIn, secret: bytes) -> tuple[Mem
         except ValueError:
             number = None
         if number is not None:
-            row = session.execute(
-                select(Card, Member, PointAccount)
-                .join(Member, Member.id == Card.member_id)
-                .join(PointAccount, PointAccount.member_id == Member.id)
-                .where(Card.number == number, Member.referred_by_id.is_(None))
-                .with_for_update(of=PointAccount)
-                .execution_options(populate_existing=True)
-            ).first()
+            row = session.execute(_BY_CARD, {"number": number}).first()
             if row is not None and row.Member.status != "erased":
                 cards.check_card(row.Card)
-                return row.Member, row.PointAccount
-    return cards.identify(session, by, str(value), secret), None  # type: ignore[arg-type]
+                return row.Member, row.PointAccount, row.Program
+    return cards.identify(session, by, str(value), secret), None, None  # type: ignore[arg-type]
 
 
 def _price(program: Program, data: TransactionIn) -> tuple[list[PricedLine], int]:
@@ -170,17 +182,17 @@ def _lock_accounts(
 
 def post(session: Session, actor: Actor, data: TransactionIn, secret: bytes) -> TransactionOut:
     now = clock.now()
-    program = program_service.get(session)
     occurred_at = data.occurred_at or now
     if occurred_at > now + FUTURE_TOLERANCE:
         raise ValidationFailed("occurred_at is in the future", field="occurred_at")
     if actor.location and data.location and data.location != actor.location:
         raise Forbidden(f"This key may only record transactions at {actor.location}")
     location = data.location or actor.location
-    lines, total = _price(program, data)
 
-    member, locked = _identify(session, data, secret)
+    member, locked, program = _identify(session, data, secret)
     members.require_active(member)
+    program = program or program_service.get(session)
+    lines, total = _price(program, data)
     account, referrer_account = _lock_accounts(session, member, locked)
     if len(tiers.ladder(session)) > 1:
         # The tier changes only under this lock: read it again now that we hold it, so that two
@@ -265,7 +277,7 @@ def post(session: Session, actor: Actor, data: TransactionIn, secret: bytes) -> 
     # of work would only add cost on the till's hot path.
     conn = session.connection()
     conn.execute(
-        insert(Transaction),
+        insert_into(TRANSACTIONS),
         {
             "id": txn_id,
             "external_id": data.external_id,
@@ -292,7 +304,7 @@ def post(session: Session, actor: Actor, data: TransactionIn, secret: bytes) -> 
     )
     if lines:
         conn.execute(
-            insert(TransactionLine),
+            insert_into(LINES),
             [
                 {
                     "id": new_id(),
