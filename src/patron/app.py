@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import re
@@ -214,4 +215,15 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     from patron import web  # the web UI: /admin, /pos, /portal, /static (see web/README.md)
 
     web.mount(app)
+    return app
+
+
+def serve_app() -> FastAPI:
+    """The app as `patron serve` runs it in each worker process. Everything made so far (modules,
+    routes, templates) lives as long as the process, so it is moved out of the cyclic garbage
+    collector's sight: its full collections then scan only what requests leave behind, where
+    scanning everything paused a worker for about 60 ms, enough to show in the till's p99."""
+    app = create_app()
+    gc.collect()
+    gc.freeze()
     return app

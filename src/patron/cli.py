@@ -358,7 +358,7 @@ def serve(
     settings.secret_key()  # fail now, clearly, rather than at the first request
     console.print(f"Patron on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
     uvicorn.run(
-        "patron.app:create_app",
+        "patron.app:serve_app",
         factory=True,
         host=host,
         port=port,

@@ -38,6 +38,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -94,6 +95,16 @@ def among(column: Any, ids: Sequence[uuid.UUID], dialect: str) -> ColumnElement[
     if dialect == "postgresql":
         return column.in_(select(func.unnest(bindparam(None, list(ids), type_=ARRAY(Uuid())))))  # type: ignore[no-any-return]
     return column.in_(ids)  # type: ignore[no-any-return]
+
+
+def by_key_only(session: Session) -> None:
+    """For the rest of this transaction, plan without sequential scans (PostgreSQL). For a job's
+    chunk, whose statements reach a few thousand rows through their keys: costing a random read
+    at four sequential ones, the planner otherwise hashes the whole table to join a chunk of
+    5,000 ids to it, once per chunk, so that a job over all the members grew with the square of
+    their number (90 ms a chunk at 200,000 members, against 13 ms through the primary key)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL enable_seqscan = off"))
 
 
 @functools.cache

@@ -22,8 +22,8 @@ purchases, filled on demand the first time a day is asked for (or beforehand by 
 Only the open days (today, and yesterday until SETTLE past midnight) are read live: ledger entries
 by the index on `created_at`, members by `enrolled_at`, purchasers by `occurred_at` with one probe
 each of `(member_id, occurred_at)` for whether they already bought earlier in the period; erased
-members by a small partial index. The figures of "now" are an index-only scan of
-`(tier_code, status)` for members per tier and one scan of `point_accounts` for the outstanding
+members by a small partial index. The figures of "now" are one scan of `members` for members per
+tier (see models.py for why there is no index) and one of `point_accounts` for the outstanding
 balance. Every figure is exact.
 """
 

@@ -17,7 +17,7 @@ from sqlalchemy import BigInteger, ColumnElement, Table, Uuid, bindparam, case, 
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from patron.db import Database, among
+from patron.db import Database, among, by_key_only
 from patron.kit import clock
 from patron.kit.ids import new_id
 from patron.ledger import service as ledger
@@ -70,6 +70,7 @@ def release_pending(db: Database, as_of: datetime, progress: Progress | None = N
         return list(s.scalars(stmt.group_by(PointLot.member_id).order_by(PointLot.member_id).limit(CHUNK)))
 
     def work(s: Session, ids: list[uuid.UUID]) -> int:
+        by_key_only(s)
         accounts = _lock_accounts(s, ids)
         # A member in debt has the released points settle the debt lot by lot; that is rare, so
         # they take the per-member path. Everyone else moves in two statements.
@@ -156,6 +157,7 @@ def expire_points(db: Database, as_of: datetime, progress: Progress | None = Non
         return list(s.scalars(stmt.group_by(PointLot.member_id).order_by(PointLot.member_id).limit(CHUNK)))
 
     def work(s: Session, ids: list[uuid.UUID]) -> int:
+        by_key_only(s)
         # Locked by id only: the balances are read with the lots below, and loading the accounts
         # as objects cost a fifth of the job over a million members.
         s.execute(

@@ -48,7 +48,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from patron.db import Database, among
+from patron.db import Database, among, by_key_only
 from patron.kit.ids import new_id
 from patron.kit.money import minor_digits
 from patron.ledger.models import LedgerEntry, PointAccount
@@ -191,6 +191,7 @@ def _apply(
     reason: str = REASON,
 ) -> list[Move]:
     """Move these members, if they still must move once their accounts are locked."""
+    by_key_only(session)
     session.execute(
         select(PointAccount.member_id)
         .where(among(PointAccount.member_id, ids, dialect))
