@@ -553,3 +553,22 @@ def test_openapi_describes_the_segment_routes(api):
     assert condition["properties"]["op"]["enum"] == ["gte", "gt", "lte", "lt", "eq", "in"]
     listed = doc["components"]["schemas"]["SegmentMemberList"]
     assert set(listed["properties"]) == {"items", "next_cursor", "total"}
+
+
+def test_a_segment_a_reward_is_restricted_to_cannot_be_deleted(api):
+    segment(api, "bmw", [c("attribute.car_make", "eq", "BMW")])
+    r = api.post(
+        "/v1/rewards",
+        {"name": "BMW wash", "kind": "gift", "cost_points": 100, "valid_days": 30, "segments": ["bmw"]},
+        role="marketer",
+    )
+    assert r.status_code == 201, r.text
+    reward_id = r.json()["id"]
+    # Deactivated still counts: it could be switched on again.
+    assert api.patch(f"/v1/rewards/{reward_id}", {"active": False}, role="marketer").status_code == 200
+    before = dump(api.db)
+    problem = assert_problem(api.delete("/v1/segments/bmw"), 409, "segment_in_use")
+    assert "BMW wash" in problem["detail"]
+    assert dump(api.db) == before
+    assert api.patch(f"/v1/rewards/{reward_id}", {"segments": []}, role="marketer").status_code == 200
+    assert api.delete("/v1/segments/bmw").status_code == 204

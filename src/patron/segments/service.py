@@ -75,6 +75,7 @@ from patron.ledger.models import LedgerEntry
 from patron.members.models import Member
 from patron.members.schemas import Channel
 from patron.program import service as program_service
+from patron.rewards.models import Reward
 from patron.rules import service as rules_service
 from patron.rules.models import EarningRule
 from patron.segments.models import Segment, SegmentMember, SegmentSize
@@ -525,8 +526,9 @@ def update(session: Session, actor: Actor, code: str, patch: SegmentPatch) -> Se
 
 def delete_segment(session: Session, actor: Actor, code: str) -> None:
     """Delete a segment with its membership and size history. The shipped ones stay (edit them
-    instead), and so does one that an earning rule is restricted to: deleting it would quietly
-    stop the rule from ever matching."""
+    instead), and so does one that an earning rule or a reward is restricted to: deleting it
+    would quietly stop the rule from ever matching, or nobody could claim the reward (rewards
+    are deactivated, never deleted, so any reward counts)."""
     segment = get(session, code, for_update=True)
     if segment.system:
         raise SegmentProtected(f"{code!r} ships with the programme: edit its conditions instead of deleting it")
@@ -537,6 +539,9 @@ def delete_segment(session: Session, actor: Actor, code: str) -> None:
     ]
     if users:
         raise SegmentInUse(f"Earning rules are restricted to this segment: {', '.join(sorted(users))}")
+    rewards = [reward.name for reward in session.scalars(select(Reward)) if code in (reward.segments or ())]
+    if rewards:
+        raise SegmentInUse(f"Rewards are restricted to this segment: {', '.join(sorted(rewards))}")
     session.execute(delete(SegmentMember).where(SegmentMember.segment_code == code))
     session.execute(delete(SegmentSize).where(SegmentSize.segment_code == code))
     session.delete(segment)
