@@ -86,10 +86,10 @@ def _identify(
     straight to them (the caller keeps the programme: the session holds loaded rows only while
     something refers to them).
 
-    That is the till's usual case, so it is one statement (card, member, account and the
-    programme joined, the account row locked) instead of three. Anything else goes through cards.identify, and so do
-    referred members: their first purchase locks the referrer's account too, which may come
-    first in key order."""
+    That is the till's usual case, so it is one statement (card, member, account and programme
+    joined, the account row locked) instead of three. Anything else goes through cards.identify,
+    and so do referred members: their first purchase locks the referrer's account too, which may
+    come first in key order."""
     given = [(k, v) for k, v in (("member_id", data.member_id), ("card", data.card), ("phone", data.phone)) if v]
     if len(given) != 1:
         raise ValidationFailed("give exactly one of member_id, card, phone", field="member_id")
