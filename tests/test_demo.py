@@ -145,9 +145,11 @@ def test_demo_command_if_empty_is_idempotent(db, db_url):
     assert db.read(lambda s: access.authenticate_key(s, admin_key)).role == Role.ADMIN
     keys = count(db, ApiKey)
 
-    second = runner.invoke(app, ["demo", "--members", "30", "--if-empty"], env=env)
+    second = runner.invoke(app, ["demo", "--members", "30", "--if-empty", "--url", "http://0.0.0.0:8765/"], env=env)
     assert second.exit_code == 0, second.output
     assert "already has 30 members; no demo data added" in second.stdout
+    # The addresses printed are where scripts/start serves (its HOST and PORT).
+    assert "http://0.0.0.0:8765/pos " in second.stdout and ":8000" not in second.stdout
     assert "patron keys create --role admin" in second.stdout
     assert (count(db, Member), count(db, ApiKey)) == (30, keys)
 

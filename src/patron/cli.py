@@ -229,9 +229,14 @@ def demo(
     members: Annotated[int, typer.Option(min=1, max=10_000_000, help="How many demo members")] = 200,
     if_empty: Annotated[bool, typer.Option("--if-empty", help="Do nothing when the database has members")] = False,
     seed: Annotated[int, typer.Option(help="The same seed gives the same members")] = 1,
+    url: Annotated[str, typer.Option(help="Where Patron will be served, for the addresses printed")] = (
+        "http://127.0.0.1:8000"
+    ),
 ) -> None:
     """Fill an empty database with a demo programme: a chain of car service centres."""
     from patron import demo as demo_data
+
+    url = url.rstrip("/")
 
     db = database(pool=True)
     existing = db.read(demo_data.member_count)
@@ -239,7 +244,7 @@ def demo(
         if not if_empty:
             fail(f"the database already has {existing} members; the demo fills an empty programme only")
         console.print(f"The database already has {existing} members; no demo data added.", highlight=False)
-        _next_steps()
+        _next_steps(url)
         console.print("An API key for the back office or curl:  patron keys create --role admin")
         return
     secret = db.settings.secret_key()  # the bank cards are hashed with it; fail before any work
@@ -264,12 +269,12 @@ def demo(
     console.print("Locations:", highlight=False)
     for loc in result.locations:
         console.print(f"  {loc.code}  {loc.name}, {loc.address}", highlight=False)
-    _next_steps()
+    _next_steps(url)
     if result.sample is not None:
         name, phone, card = result.sample
         console.print(f"Try it with {name} (phone {phone}, card {card}):", highlight=False)
         console.print(
-            f'  curl -H "Authorization: Bearer $KEY" "{demo_data.SERVER}/v1/identify?card={card}"',
+            f'  curl -H "Authorization: Bearer $KEY" "{url}/v1/identify?card={card}"',
             markup=False,
             highlight=False,
         )
@@ -279,27 +284,27 @@ def demo(
     print(result.admin_key)
 
 
-def _next_steps() -> None:
+def _next_steps(url: str) -> None:
     from patron import demo as demo_data
 
     console.print("Start the server:  patron serve", highlight=False)
-    console.print(f"  Back office: {demo_data.SERVER}/admin", highlight=False)
+    console.print(f"  Back office: {url}/admin", highlight=False)
     console.print(
         f"    sign in as {demo_data.STAFF_USERS[0][1]} / {demo_data.STAFF_PASSWORD} "
         f"(or {', '.join(email for _, email in demo_data.STAFF_USERS[1:])}, same password)",
         highlight=False,
     )
-    console.print(f"  Till (POS):    {demo_data.SERVER}/pos (staff sign-in, e.g. cashier@demo.patron)", highlight=False)
+    console.print(f"  Till (POS):    {url}/pos (staff sign-in, e.g. cashier@demo.patron)", highlight=False)
     member_email = database().read(demo_data.portal_member)
     if member_email:
-        console.print(f"  Member portal: {demo_data.SERVER}/portal", highlight=False)
+        console.print(f"  Member portal: {url}/portal", highlight=False)
         console.print(
             f"    sign in as {member_email}; without PATRON_SMTP_URL the one-time code arrives in the "
-            f"development mailbox, {demo_data.SERVER}/admin/mailbox",
+            f"development mailbox, {url}/admin/mailbox",
             highlight=False,
         )
-    console.print(f"  Patron:    {demo_data.SERVER}", highlight=False)
-    console.print(f"  API docs:  {demo_data.SERVER}/docs", highlight=False)
+    console.print(f"  Patron:    {url}", highlight=False)
+    console.print(f"  API docs:  {url}/docs", highlight=False)
 
 
 @jobs_app.command("run")

@@ -78,7 +78,6 @@ BATCH_SIZE = 5000
 PROGRAM_NAME = "Northwind Auto Service Club"
 TIMEZONE = "Europe/Moscow"
 ENROLMENT_DAYS = 730
-SERVER = "http://127.0.0.1:8000"
 # Staff accounts for the back office at /admin, one per role; a demo password, printed on purpose.
 STAFF_PASSWORD = "patron-demo"  # noqa: S105 - the demo's printed sign-in, not a secret
 STAFF_USERS = tuple((role, f"{role.value}@demo.patron") for role in Role)
