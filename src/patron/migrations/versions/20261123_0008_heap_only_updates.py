@@ -1,7 +1,7 @@
 """heap-only updates: spending or expiring a lot (`remaining`), moving a balance, and changing a
 member's tier touch no index column and find room on their page, so PostgreSQL updates the row
 without rewriting every index of the table. Point lots are indexed by member alone; members lose
-the dashboard's (tier_code, status) index, and count their tiers by a scan
+the dashboard's (tier_code, status) index, and count their tiers by a scan.
 
 Revision ID: 20261123_heap_only_updates
 Revises: 20261123_analytics
