@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from patron.access import service as access
 from patron.access.principal import SYSTEM
@@ -787,3 +787,28 @@ def test_racing_purchases_use_a_coupon_once(live: Live, db: Database) -> None:
     assert (won.discount_minor, won.amount_due_minor) == (5000, 5000)
     used = live.client.get(f"/v1/coupons/{code}").json()
     assert (used["status"], used["transaction_id"], used["discount"]) == ("used", str(won.id), "50.00")
+
+
+def test_a_member_s_coupons_are_listed_in_the_same_few_queries_however_many(api):
+    wash, oil = reward(api, name="Car wash")["id"], reward(api, name="Oil change")["id"]
+    few, many = member_with(api, 100), member_with(api, 600)
+    claimed(api, few, wash)
+    for i in range(6):
+        claimed(api, many, (wash, oil)[i % 2])
+
+    def listing(member_id: str) -> tuple[list[str], int]:
+        statements: list[str] = []
+        listen = lambda *args: statements.append(args[2])  # noqa: E731 - (conn, cursor, statement, ...)
+        event.listen(api.db.engine, "before_cursor_execute", listen)
+        try:
+            coupons, _ = api.db.read(
+                lambda s: rewards.member_coupons(s, uuid.UUID(member_id), status=None, limit=50, cursor=None)
+            )
+        finally:
+            event.remove(api.db.engine, "before_cursor_execute", listen)
+        return [c.reward_name for c in coupons], len(statements)
+
+    names, queries = listing(many)
+    assert sorted(names) == ["Car wash"] * 3 + ["Oil change"] * 3
+    assert (listing(few)[0], listing(few)[1]) == (["Car wash"], queries)
+    assert [c["reward_name"] for c in api.get(f"/v1/members/{many}/coupons").json()["items"]] == names

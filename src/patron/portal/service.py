@@ -420,10 +420,8 @@ def export(session: Session, member_id: uuid.UUID) -> dict[str, Any]:
         }
         for m in mail.for_member(session, member_id)
     ]
-    coupons = [
-        rewards.coupon_out(session, c).model_dump(mode="json")
-        for c in session.scalars(select(Coupon).where(Coupon.member_id == member_id).order_by(Coupon.id))
-    ]
+    owned = session.scalars(select(Coupon).where(Coupon.member_id == member_id).order_by(Coupon.id)).all()
+    coupons = [c.model_dump(mode="json") for c in rewards.coupons_out(session, owned)]
     deletion = [
         {"status": d.status, "requested_at": _iso(d.requested_at), "processed_at": _iso(d.processed_at)}
         for d in session.scalars(select(DeletionRequest).where(DeletionRequest.member_id == member_id))

@@ -411,26 +411,38 @@ def status_of(coupon: Coupon, now: datetime) -> str:
 
 
 def coupon_out(session: Session, coupon: Coupon, now: datetime | None = None) -> CouponOut:
+    return coupons_out(session, [coupon], now)[0]
+
+
+def coupons_out(session: Session, coupons: Sequence[Coupon], now: datetime | None = None) -> list[CouponOut]:
+    """The coupons as the API shows them, their rewards read in one query: a session keeps loaded
+    rows only while something refers to them, so reading each coupon's reward and the programme
+    apart read them again for every coupon of a list."""
     currency = program_service.get(session).currency
-    reward = get(session, coupon.reward_id)
-    return CouponOut(
-        code=display_code(coupon.code),
-        reward_id=coupon.reward_id,
-        member_id=coupon.member_id,
-        status=cast(Any, status_of(coupon, now or clock.now())),
-        expires_at=coupon.expires_at,
-        used_at=coupon.used_at,
-        transaction_id=coupon.transaction_id,
-        reward_name=reward.name,
-        kind=cast(Any, coupon.kind),
-        value=_value_out(coupon.kind, coupon.percent, coupon.amount_minor, currency),
-        sku=coupon.sku,
-        max_discount=_money_out(coupon.max_discount_minor, currency),
-        discount=_money_out(coupon.discount_minor, currency),
-        points_spent=coupon.points_spent,
-        claimed_at=coupon.claimed_at,
-        cancelled_at=coupon.cancelled_at,
-    )
+    now = now or clock.now()
+    wanted = {c.reward_id for c in coupons}
+    names = dict(session.execute(select(Reward.id, Reward.name).where(Reward.id.in_(wanted))).tuples().all())
+    return [
+        CouponOut(
+            code=display_code(coupon.code),
+            reward_id=coupon.reward_id,
+            member_id=coupon.member_id,
+            status=cast(Any, status_of(coupon, now)),
+            expires_at=coupon.expires_at,
+            used_at=coupon.used_at,
+            transaction_id=coupon.transaction_id,
+            reward_name=names[coupon.reward_id],
+            kind=cast(Any, coupon.kind),
+            value=_value_out(coupon.kind, coupon.percent, coupon.amount_minor, currency),
+            sku=coupon.sku,
+            max_discount=_money_out(coupon.max_discount_minor, currency),
+            discount=_money_out(coupon.discount_minor, currency),
+            points_spent=coupon.points_spent,
+            claimed_at=coupon.claimed_at,
+            cancelled_at=coupon.cancelled_at,
+        )
+        for coupon in coupons
+    ]
 
 
 def find(session: Session, text: str) -> Coupon:
@@ -459,7 +471,7 @@ def member_coupons(
     now = clock.now()
     stmt = _with_status(select(Coupon).where(Coupon.member_id == member_id), status, now)
     rows, next_cursor = page(session, stmt, Coupon.id, limit=limit, cursor=cursor)
-    return [coupon_out(session, c, now) for c in rows], next_cursor
+    return coupons_out(session, rows, now), next_cursor
 
 
 def member_catalogue(session: Session, member_id: uuid.UUID, *, limit: int, cursor: str | None) -> MemberRewardList:
