@@ -130,3 +130,25 @@ def test_programme_changes_are_audited(api):
         ("program", "1", {"fields": ["currency", "point_value"]})
     ]
     assert items[0]["actor"]["name"] == "test marketer"
+
+
+def test_the_programme_is_read_once_per_session(api):
+    from sqlalchemy import event
+
+    from patron.program import service
+
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    def twice(s: Any) -> tuple[str, str]:
+        # No reference is kept between the calls.
+        return service.get(s).currency, service.get(s).currency
+
+    event.listen(api.db.engine, "before_cursor_execute", count)
+    try:
+        assert api.db.read(twice) == ("RUB", "RUB")
+    finally:
+        event.remove(api.db.engine, "before_cursor_execute", count)
+    assert len([s for s in statements if "FROM program" in s]) == 1

@@ -41,6 +41,9 @@ def get(session: Session, *, for_update: bool = False) -> Program:
         program = Program(id=PROGRAM_ID, updated_at=clock.now(), **DEFAULTS)
         session.add(program)
         session.flush()
+    # A session holds loaded rows only while something refers to them. Kept here, the programme is
+    # read once per session, not again by every caller (rules, tiers, each item of a list).
+    session.info["patron.program"] = program
     return program
 
 
