@@ -421,7 +421,8 @@ def coupons_out(session: Session, coupons: Sequence[Coupon], now: datetime | Non
     currency = program_service.get(session).currency
     now = now or clock.now()
     wanted = {c.reward_id for c in coupons}
-    names = dict(session.execute(select(Reward.id, Reward.name).where(Reward.id.in_(wanted))).tuples().all())
+    rows = session.execute(select(Reward.id, Reward.name).where(Reward.id.in_(wanted)))
+    names: dict[uuid.UUID, str] = {reward_id: name for reward_id, name in rows}
     return [
         CouponOut(
             code=display_code(coupon.code),
