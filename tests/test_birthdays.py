@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,11 +16,19 @@ from patron.db import Database
 from patron.jobs import birthdays
 from patron.jobs.birthdays import celebrated_days
 from patron.jobs.models import BirthdayAward
+from patron.kit import clock
 from patron.ledger.verify import verify
 from tests.conftest import TEST_SECRET
 
 # 21:30 UTC on 23 November is 00:30 on 24 November in Moscow (UTC+3), the programme's zone.
 EVE = datetime(2026, 11, 23, 21, 30, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _a_week_before_eve() -> Iterator[None]:
+    """Members join, buy and get their segments a week before EVE, whatever today's date is."""
+    with clock.frozen(EVE - timedelta(days=7)):
+        yield
 
 
 def rule(api: Any, **body: Any) -> dict[str, Any]:
