@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
+from patron import cli as cli_module
 from patron import migrate
 from patron.access import service as access
 from patron.access.roles import Role
@@ -239,3 +241,25 @@ def test_users_create_asks_for_the_password_when_it_is_not_given(db, db_url):
     assert "Created cashier user boris@example.com." in result.output
     user = db.read(lambda s: access.verify_user(s, "boris@example.com", "a long password"))
     assert user is not None and user.role == "cashier"
+
+
+def test_the_commands_printed_name_a_patron_that_runs_from_here(tmp_path, monkeypatch):
+    bin_dir = tmp_path / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    exe = bin_dir / "patron"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [str(exe), "demo"])
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert cli_module.invoked_as() == ".venv/bin/patron"  # a checkout without the virtualenv activated
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    assert cli_module.invoked_as() == "patron"  # source .venv/bin/activate
+    monkeypatch.chdir(bin_dir.parent)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert cli_module.invoked_as() == "bin/patron"
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert cli_module.invoked_as() == str(exe.resolve())
+    monkeypatch.setattr(sys, "argv", ["/usr/lib/python3/patron/cli.py"])
+    assert cli_module.invoked_as() == "patron"

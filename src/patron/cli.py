@@ -3,6 +3,7 @@ long work (import, demo) commits batch by batch and shows a progress bar on stde
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -266,6 +267,9 @@ def demo(
     url: Annotated[str, typer.Option(help="Where Patron will be served, for the addresses printed")] = (
         "http://127.0.0.1:8000"
     ),
+    serving: Annotated[
+        bool, typer.Option("--serving", help="The server starts right after (scripts/start): no hint to start it")
+    ] = False,
 ) -> None:
     """Fill an empty database with a demo programme: a chain of car service centres."""
     from patron import demo as demo_data
@@ -278,8 +282,11 @@ def demo(
         if not if_empty:
             fail(f"the database already has {existing} members; the demo fills an empty programme only")
         console.print(f"The database already has {existing} members; no demo data added.", highlight=False)
-        _next_steps(url)
-        console.print("An API key for the back office or curl:  patron keys create --role admin")
+        _next_steps(db, url, serving)
+        _sample(db.read(demo_data.sample_member), url)
+        console.print(
+            f"An API key for the back office or curl:  {invoked_as()} keys create --role admin", highlight=False
+        )
         return
     secret = db.settings.secret_key()  # the bank cards are hashed with it; fail before any work
     with progress_bar("Creating demo members", members) as advance:
@@ -303,25 +310,47 @@ def demo(
     console.print("Locations:", highlight=False)
     for loc in result.locations:
         console.print(f"  {loc.code}  {loc.name}, {loc.address}", highlight=False)
-    _next_steps(url)
-    if result.sample is not None:
-        name, phone, card = result.sample
-        console.print(f"Try it with {name} (phone {phone}, card {card}):", highlight=False)
-        console.print(
-            f'  curl -H "Authorization: Bearer $KEY" "{url}/v1/identify?card={card}"',
-            markup=False,
-            highlight=False,
-        )
+    _next_steps(db, url, serving)
+    _sample(result.sample, url)
     console.print(f"Cashier API key for {result.cashier_location} (shown once):")
     print(result.cashier_key)
     console.print("Admin API key (shown once; export KEY=<it> for the example above):")
     print(result.admin_key)
 
 
-def _next_steps(url: str) -> None:
+def invoked_as() -> str:
+    """How to run this `patron` again from the working directory: bare when PATH finds this one,
+    else its path (`.venv/bin/patron` in a checkout whose virtualenv is not activated)."""
+    exe = Path(sys.argv[0])
+    if exe.name != "patron":  # python -m patron.cli, or a test runner
+        return "patron"
+    found = shutil.which("patron")
+    if found is not None and Path(found).resolve() == exe.resolve():
+        return "patron"
+    try:
+        return str(exe.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(exe.resolve())
+
+
+def _sample(sample: tuple[str, str, str] | None, url: str) -> None:
+    if sample is None:
+        return
+    name, phone, card = sample
+    console.print(f"Try it with {name} (phone {phone}, card {card}):", highlight=False)
+    for query in (f"phone={phone.replace('+', '%2B')}", f"card={card}"):
+        console.print(
+            f'  curl -H "Authorization: Bearer $KEY" "{url}/v1/identify?{query}"', markup=False, highlight=False
+        )
+
+
+def _next_steps(db: Database, url: str, serving: bool) -> None:
     from patron import demo as demo_data
 
-    console.print("Start the server:  patron serve", highlight=False)
+    if serving:
+        console.print("The server starts now:", highlight=False)
+    else:
+        console.print(f"Start the server:  {invoked_as()} serve", highlight=False)
     console.print(f"  Back office: {url}/admin", highlight=False)
     console.print(
         f"    sign in as {demo_data.STAFF_USERS[0][1]} / {demo_data.STAFF_PASSWORD} "
@@ -329,7 +358,7 @@ def _next_steps(url: str) -> None:
         highlight=False,
     )
     console.print(f"  Till (POS):    {url}/pos (staff sign-in, e.g. cashier@demo.patron)", highlight=False)
-    member_email = database().read(demo_data.portal_member)
+    member_email = db.read(demo_data.portal_member)
     if member_email:
         console.print(f"  Member portal: {url}/portal", highlight=False)
         console.print(
