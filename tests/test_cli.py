@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from patron.access import service as access
 from patron.access.roles import Role
 from patron.app import create_app
 from patron.cli import app
+from patron.config import DEFAULT_DATABASE_URL, Settings
 from patron.db import Database
 from tests.conftest import TEST_SECRET, settings_for
 
@@ -263,3 +265,11 @@ def test_the_commands_printed_name_a_patron_that_runs_from_here(tmp_path, monkey
     assert cli_module.invoked_as() == str(exe.resolve())
     monkeypatch.setattr(sys, "argv", ["/usr/lib/python3/patron/cli.py"])
     assert cli_module.invoked_as() == "patron"
+
+
+def test_scripts_start_uses_the_default_database_of_every_command(monkeypatch):
+    monkeypatch.delenv("PATRON_DATABASE_URL", raising=False)
+    start = (Path(__file__).resolve().parent.parent / "scripts" / "start").read_text(encoding="utf-8")
+    assert "PATRON_DATABASE_URL=" not in start and ".patron/patron.db\n" not in start
+    assert Settings().database_url == DEFAULT_DATABASE_URL == "sqlite:///patron.db"
+    assert ".venv/bin/patron demo --if-empty --serving " in start
