@@ -174,7 +174,8 @@ def test_demo_command_if_empty_is_idempotent(db, db_url):
     assert "already has 30 members; no demo data added" in second.stdout
     # The addresses printed are where scripts/start serves (its HOST and PORT).
     assert "http://0.0.0.0:8765/pos " in second.stdout and ":8000" not in second.stdout
-    assert "An API key for the back office or curl:  patron keys create --role admin" in second.stdout
+    hint = "An admin API key for the back office or curl:  export KEY=$(patron keys create --role admin | tail -1)\n"
+    assert hint in second.stdout
     assert f"Try it with {sample[0]} (phone +79161234567" in second.stdout
     assert "Start the server" in second.stdout
 

@@ -285,7 +285,10 @@ def demo(
         _next_steps(db, url, serving)
         _sample(db.read(demo_data.sample_member), url)
         console.print(
-            f"An API key for the back office or curl:  {invoked_as()} keys create --role admin", highlight=False
+            f"An admin API key for the back office or curl:  export KEY=$({invoked_as()} keys create --role admin"
+            " | tail -1)",
+            markup=False,
+            highlight=False,
         )
         return
     secret = db.settings.secret_key()  # the bank cards are hashed with it; fail before any work
