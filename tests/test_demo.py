@@ -102,6 +102,25 @@ def test_demo_creates_a_programme_with_members_and_cards(db):
     name, phone, number = result.sample
     member = db.read(lambda s: cards.identify(s, "card", number, SECRET))
     assert (f"{member.first_name} {member.last_name}", member.phone) == (name, phone)
+    # The README's API example asks for this phone, written the local way.
+    assert phone == demo.SAMPLE_PHONE == "+79161234567"
+    assert db.read(lambda s: cards.identify(s, "phone", "89161234567", SECRET)).id == member.id
+    assert db.read(demo.sample_member) == result.sample
+
+
+def test_the_sample_phone_is_one_members_even_when_the_codes_would_give_it_to_another(monkeypatch):
+    def phones() -> list[str | None]:
+        return [m.phone for m in demo.members_of(demo.plan(300, 3, NOW, "7800"))]
+
+    first = phones()
+    assert first.count(demo.SAMPLE_PHONE) == 1
+    sample = first.index(demo.SAMPLE_PHONE)
+    later = next(i for i, phone in enumerate(first) if i > sample and phone is not None)
+    monkeypatch.setattr(demo, "SAMPLE_PHONE", first[later])  # a number the codes give to member `later`
+    second = phones()
+    assert second[sample] == first[later] and second.count(first[later]) == 1
+    assert second[later] is not None and second[later] not in first
+    assert len({p for p in second if p}) == sum(1 for p in second if p)
 
 
 def test_the_same_seed_gives_the_same_members():
@@ -139,6 +158,11 @@ def test_demo_command_if_empty_is_idempotent(db, db_url):
     first = runner.invoke(app, ["demo", "--members", "30", "--seed", "5", "--if-empty"], env=env)
     assert first.exit_code == 0, first.output
     assert "http://127.0.0.1:8000/docs" in first.stdout
+    assert "Start the server:  patron serve\n" in first.stdout
+    sample = db.read(demo.sample_member)
+    assert sample is not None and sample[1] == "+79161234567"
+    assert f"Try it with {sample[0]} (phone +79161234567, card {sample[2]}):" in first.stdout
+    assert '/v1/identify?phone=%2B79161234567"' in first.stdout
     assert f"History of 30 members: {count(db, Transaction)} purchases" in first.stdout
     assert "Tiers: Bronze " in first.stdout
     admin_key = first.stdout.strip().splitlines()[-1]
@@ -150,7 +174,14 @@ def test_demo_command_if_empty_is_idempotent(db, db_url):
     assert "already has 30 members; no demo data added" in second.stdout
     # The addresses printed are where scripts/start serves (its HOST and PORT).
     assert "http://0.0.0.0:8765/pos " in second.stdout and ":8000" not in second.stdout
-    assert "patron keys create --role admin" in second.stdout
+    hint = "An admin API key for the back office or curl:  export KEY=$(patron keys create --role admin | tail -1)\n"
+    assert hint in second.stdout
+    assert f"Try it with {sample[0]} (phone +79161234567" in second.stdout
+    assert "Start the server" in second.stdout
+
+    serving = runner.invoke(app, ["demo", "--if-empty", "--serving"], env=env)
+    assert serving.exit_code == 0, serving.output
+    assert "The server starts now:" in serving.stdout and "Start the server" not in serving.stdout
     assert (count(db, Member), count(db, ApiKey)) == (30, keys)
 
     third = runner.invoke(app, ["demo"], env=env)

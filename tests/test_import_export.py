@@ -357,7 +357,7 @@ def test_cli_import_and_export(db, db_url, tmp_path):
     runner = CliRunner()
 
     result = runner.invoke(app, ["import", "members", str(source), "--errors", str(errors)], env=env)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # a row was refused
     assert "Imported 1 members, refused 1." in result.stdout
     assert "line 3: bad email" in result.stdout
     assert errors.read_text(encoding="utf-8").splitlines()[1].startswith("3,bad email")

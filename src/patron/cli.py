@@ -3,6 +3,7 @@ long work (import, demo) commits batch by batch and shows a progress bar on stde
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, TextIO
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -31,18 +33,22 @@ from patron.errors import PatronError
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-app = typer.Typer(help="Patron loyalty management.", no_args_is_help=True, add_completion=False)
-keys_app = typer.Typer(help="API keys for POS systems, websites and apps.", no_args_is_help=True)
-users_app = typer.Typer(help="Staff accounts for the web back office.", no_args_is_help=True)
+# Plain help: Typer's rich panels print a bogus `<bool>` type beside every flag, even --help.
+PLAIN = None
+app = typer.Typer(help="Patron loyalty management.", no_args_is_help=True, rich_markup_mode=PLAIN, add_completion=False)
+keys_app = typer.Typer(
+    help="API keys for POS systems, websites and apps.", no_args_is_help=True, rich_markup_mode=PLAIN
+)
+users_app = typer.Typer(help="Staff accounts for the web back office.", no_args_is_help=True, rich_markup_mode=PLAIN)
 app.add_typer(keys_app, name="keys")
 # `import` is a Python keyword, hence the _app names.
-import_app = typer.Typer(help="Load members from CSV files.", no_args_is_help=True)
-export_app = typer.Typer(help="Write members out as CSV.", no_args_is_help=True)
+import_app = typer.Typer(help="Load members from CSV files.", no_args_is_help=True, rich_markup_mode=PLAIN)
+export_app = typer.Typer(help="Write members out as CSV.", no_args_is_help=True, rich_markup_mode=PLAIN)
 app.add_typer(users_app, name="users")
 app.add_typer(import_app, name="import")
 app.add_typer(export_app, name="export")
-jobs_app = typer.Typer(help="Scheduled jobs, run by hand.", no_args_is_help=True)
-ledger_app = typer.Typer(help="The points ledger.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Scheduled jobs, run by hand.", no_args_is_help=True, rich_markup_mode=PLAIN)
+ledger_app = typer.Typer(help="The points ledger.", no_args_is_help=True, rich_markup_mode=PLAIN)
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(ledger_app, name="ledger")
 
@@ -52,13 +58,28 @@ err = Console(stderr=True, soft_wrap=True)
 CLI_ACTOR = Actor(kind="system", id=None, name="cli")
 
 
-def database(*, pool: bool = False) -> Database:
+def database(*, pool: bool = False, migrated: bool = True) -> Database:
+    """The database of PATRON_DATABASE_URL; unless `migrated` is False, it must be at the schema's
+    head, else the command stops here with one line (exit code 2) and no SQLite file is created."""
+    from patron import migrate as migrations
+
     # Settings read afresh, not the cached get_settings(): one command, one environment.
-    return Database(Settings(), pool=pool)
+    settings = Settings()
+    path = settings.sqlite_path()
+    if migrated and path is not None and not path.exists():
+        fail(f"the database at {settings.database_url} has no Patron schema: run `patron migrate`", 2)
+    db = Database(settings, pool=pool)
+    if migrated:
+        try:
+            migrations.require_head(db.engine)
+        except migrations.NotMigrated as exc:
+            db.dispose()
+            fail(str(exc), 2)
+    return db
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print("[red]error:[/red]", message, highlight=False)
+    err.print("[red]error:[/red]", escape(message), highlight=False)
     raise typer.Exit(code)
 
 
@@ -89,8 +110,14 @@ def migrate() -> None:
     """Create or upgrade the database schema (safe to run again)."""
     from patron import migrate as migrations
 
-    db = database()
-    before = migrations.current(db.engine)
+    db = database(migrated=False)
+    path = db.settings.sqlite_path()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        before = migrations.reachable_revision(db.engine)
+    except migrations.NotMigrated as exc:
+        fail(str(exc), 2)
     migrations.upgrade(db.engine)
     after = migrations.current(db.engine)
     if before == after:
@@ -132,13 +159,18 @@ def keys_revoke(prefix: str) -> None:
 @users_app.command("create")
 def users_create(
     email: Annotated[str, typer.Option()],
-    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
     role: Annotated[Role, typer.Option()],
+    password: Annotated[
+        str | None,
+        typer.Option(help="Asked for (hidden, twice) when absent; given here it stays in the shell's history"),
+    ] = None,
     name: Annotated[str | None, typer.Option()] = None,
-    location: Annotated[str | None, typer.Option()] = None,
+    location: Annotated[str | None, typer.Option(help="Restrict the account to one location code")] = None,
 ) -> None:
     """Create a staff account for the web back office."""
     db = database()
+    if password is None:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     user = db.write(
         lambda s: access.create_user(
             s, CLI_ACTOR, email=email, password=password, role=role, name=name, location=location
@@ -156,7 +188,8 @@ def import_members(
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="Rows per transaction")] = 2000,
 ) -> None:
-    """Import members from CSV, keeping the good rows and reporting every refused one.
+    """Import members from CSV, keeping the good rows and reporting every refused one (exit code 1
+    when any row was refused).
 
     Columns: first_name, last_name, email, phone, birth_date (YYYY-MM-DD), language, card,
     marketing_email, marketing_sms, marketing_push (true/false), attribute.NAME for custom
@@ -200,6 +233,8 @@ def import_members(
             f"Note: {report.with_points} rows have points_available; balances are not imported from CSV.",
             highlight=False,
         )
+    if report.refused:
+        raise typer.Exit(1)  # the good rows are kept; cron and CI still see that some were not
 
 
 @export_app.command("members")
@@ -232,6 +267,9 @@ def demo(
     url: Annotated[str, typer.Option(help="Where Patron will be served, for the addresses printed")] = (
         "http://127.0.0.1:8000"
     ),
+    serving: Annotated[
+        bool, typer.Option("--serving", help="The server starts right after (scripts/start): no hint to start it")
+    ] = False,
 ) -> None:
     """Fill an empty database with a demo programme: a chain of car service centres."""
     from patron import demo as demo_data
@@ -244,8 +282,14 @@ def demo(
         if not if_empty:
             fail(f"the database already has {existing} members; the demo fills an empty programme only")
         console.print(f"The database already has {existing} members; no demo data added.", highlight=False)
-        _next_steps(url)
-        console.print("An API key for the back office or curl:  patron keys create --role admin")
+        _next_steps(db, url, serving)
+        _sample(db.read(demo_data.sample_member), url)
+        console.print(
+            f"An admin API key for the back office or curl:  export KEY=$({invoked_as()} keys create --role admin"
+            " | tail -1)",
+            markup=False,
+            highlight=False,
+        )
         return
     secret = db.settings.secret_key()  # the bank cards are hashed with it; fail before any work
     with progress_bar("Creating demo members", members) as advance:
@@ -269,25 +313,47 @@ def demo(
     console.print("Locations:", highlight=False)
     for loc in result.locations:
         console.print(f"  {loc.code}  {loc.name}, {loc.address}", highlight=False)
-    _next_steps(url)
-    if result.sample is not None:
-        name, phone, card = result.sample
-        console.print(f"Try it with {name} (phone {phone}, card {card}):", highlight=False)
-        console.print(
-            f'  curl -H "Authorization: Bearer $KEY" "{url}/v1/identify?card={card}"',
-            markup=False,
-            highlight=False,
-        )
+    _next_steps(db, url, serving)
+    _sample(result.sample, url)
     console.print(f"Cashier API key for {result.cashier_location} (shown once):")
     print(result.cashier_key)
     console.print("Admin API key (shown once; export KEY=<it> for the example above):")
     print(result.admin_key)
 
 
-def _next_steps(url: str) -> None:
+def invoked_as() -> str:
+    """How to run this `patron` again from the working directory: bare when PATH finds this one,
+    else its path (`.venv/bin/patron` in a checkout whose virtualenv is not activated)."""
+    exe = Path(sys.argv[0])
+    if exe.name != "patron":  # python -m patron.cli, or a test runner
+        return "patron"
+    found = shutil.which("patron")
+    if found is not None and Path(found).resolve() == exe.resolve():
+        return "patron"
+    try:
+        return str(exe.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(exe.resolve())
+
+
+def _sample(sample: tuple[str, str, str] | None, url: str) -> None:
+    if sample is None:
+        return
+    name, phone, card = sample
+    console.print(f"Try it with {name} (phone {phone}, card {card}):", highlight=False)
+    for query in (f"phone={phone.replace('+', '%2B')}", f"card={card}"):
+        console.print(
+            f'  curl -H "Authorization: Bearer $KEY" "{url}/v1/identify?{query}"', markup=False, highlight=False
+        )
+
+
+def _next_steps(db: Database, url: str, serving: bool) -> None:
     from patron import demo as demo_data
 
-    console.print("Start the server:  patron serve", highlight=False)
+    if serving:
+        console.print("The server starts now:", highlight=False)
+    else:
+        console.print(f"Start the server:  {invoked_as()} serve", highlight=False)
     console.print(f"  Back office: {url}/admin", highlight=False)
     console.print(
         f"    sign in as {demo_data.STAFF_USERS[0][1]} / {demo_data.STAFF_PASSWORD} "
@@ -295,7 +361,7 @@ def _next_steps(url: str) -> None:
         highlight=False,
     )
     console.print(f"  Till (POS):    {url}/pos (staff sign-in, e.g. cashier@demo.patron)", highlight=False)
-    member_email = database().read(demo_data.portal_member)
+    member_email = db.read(demo_data.portal_member)
     if member_email:
         console.print(f"  Member portal: {url}/portal", highlight=False)
         console.print(
@@ -359,6 +425,7 @@ def serve(
     """Serve the API, its docs and the web UI."""
     import uvicorn
 
+    database().dispose()  # a database without the schema stops here, in one line
     settings = Settings()
     settings.secret_key()  # fail now, clearly, rather than at the first request
     console.print(f"Patron on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
@@ -389,10 +456,10 @@ def worker(
     from patron.jobs import registry
     from patron.jobs import worker as jobs_worker
 
-    settings = Settings()
+    db = database(pool=True)
+    settings = db.settings
     logs.configure(settings.log_level)
     table = jobs_worker.schedules(settings.schedule)
-    db = Database(settings)
     name = registry.this_process()
     if once:
         ran = jobs_worker.run_due(db, table, worker=name)

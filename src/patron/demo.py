@@ -54,6 +54,7 @@ from patron.access.principal import Actor
 from patron.access.roles import Role
 from patron.audit import service as audit
 from patron.cards import service as cards
+from patron.cards.models import Card
 from patron.db import Database
 from patron.errors import Conflict
 from patron.jobs import registry as jobs
@@ -392,6 +393,11 @@ class Plan:
     bank_cards: tuple[int, ...]
 
 
+# The first member with a phone and a card who is none of the plan's special cases has this
+# phone: the README's API example (`identify?phone=89161234567`) finds it.
+SAMPLE_PHONE = "+79161234567"
+
+
 @dataclass
 class DemoResult:
     members: int = 0
@@ -494,6 +500,8 @@ def members_of(p: Plan) -> Iterator[NewMember]:
     earliest = first_day(p.now)
     locations = tuple((loc.code, loc.weight) for loc in LOCATIONS)
     makes = list(CARS)
+    special = p.blocked_members | p.blocked_cards | p.replaced_cards | set(p.bank_cards)
+    sample_due = True
     for i in range(p.count):
         language = _pick(rng, (("ru", 82), ("en", 13), ("zh", 5)))
         female = rng.random() < 0.45
@@ -513,7 +521,6 @@ def members_of(p: Plan) -> Iterator[NewMember]:
         )
         contact = rng.random()
         email = f"{local}{i}@{rng.choice(_EMAIL_DOMAINS)}" if contact > 0.08 else None
-        phone = f"+79{codes.phone(i):09d}" if contact < 0.95 else None
         birth_date = None
         if rng.random() < 0.85:
             age_days = int(rng.triangular(18, 75, 38) * 365.25)
@@ -534,6 +541,13 @@ def members_of(p: Plan) -> Iterator[NewMember]:
                 "car_year": str(rng.randint(2008, enrolled_at.year)),
             }
         has_card = rng.random() < 0.85 or i in p.blocked_cards or i in p.replaced_cards
+        phone = None
+        if contact < 0.95:
+            phone = f"+79{codes.phone(i):09d}"
+            if sample_due and has_card and i not in special:
+                phone, sample_due = SAMPLE_PHONE, False
+            elif phone == SAMPLE_PHONE:  # the sample's: a number beyond every member's instead
+                phone = f"+79{codes.phone(p.count + i):09d}"
         yield NewMember(
             first_name=first,
             last_name=last,
@@ -813,7 +827,7 @@ def run(
             assert m.id is not None
             if index in special:
                 kept[index] = (m.id, m.card)
-            if result.sample is None and m.phone and m.card and index not in special:
+            if m.phone == SAMPLE_PHONE and m.card:
                 result.sample = (f"{m.first_name} {m.last_name}", m.phone, m.card)
             index += 1
         result.members += len(batch)
@@ -879,6 +893,19 @@ def run(
 
     result.admin_key, result.cashier_key = db.write(keys)
     return result
+
+
+def sample_member(session: Session) -> tuple[str, str, str] | None:
+    """The member with SAMPLE_PHONE and its loyalty card: (name, phone, card number)."""
+    row = session.execute(
+        select(Member.first_name, Member.last_name, Card.number)
+        .join(Card, Card.member_id == Member.id)
+        .where(Member.phone == SAMPLE_PHONE, Card.kind == "loyalty", Card.status == "active")
+        .limit(1)
+    ).first()
+    return (
+        None if row is None or row.number is None else (f"{row.first_name} {row.last_name}", SAMPLE_PHONE, row.number)
+    )
 
 
 def portal_member(session: Session) -> str | None:
